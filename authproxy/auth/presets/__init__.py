@@ -1,0 +1,14 @@
+"""Presets: named, small declarations of the five APIs' auth flows, as data.
+
+A preset turns a route's `auth:` fields into an `AuthSpec` and does no I/O. Adding an API means a
+module here and a line in `PRESETS`, never a branch in the engine.
+"""
+
+from __future__ import annotations
+
+from authproxy.auth.presets.base import Preset, PresetProblem
+
+# Filled in as each preset module lands: name -> Preset.
+PRESETS: dict[str, Preset] = {}
+
+__all__ = ["PRESETS", "Preset", "PresetProblem"]

@@ -1,0 +1,33 @@
+"""The shape every preset has: a name, its fields, and a pure builder of an AuthSpec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from authproxy.config import AuthSpec
+from authproxy.secrets import Secret
+
+
+class PresetProblem(Exception):
+    """A preset cannot be built from the given fields; `key` names the offending field."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """`secret_fields` are credentials (masked everywhere); `option_fields` are plain settings."""
+
+    name: str
+    secret_fields: tuple[str, ...]
+    option_fields: tuple[str, ...]
+    build: Callable[[Mapping[str, Secret], Mapping[str, str]], AuthSpec]
+    summary: str = ""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.secret_fields + self.option_fields
