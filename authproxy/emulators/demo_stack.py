@@ -1,0 +1,111 @@
+"""All five emulators on real sockets, for `authproxy demo` and end-to-end tests.
+
+    stack = await start_emulators()
+    stack["emnify"].url            # "http://127.0.0.1:<port>"
+    stack["emnify"].credentials    # the demo credentials it accepts
+    await stack.close()
+
+Access logging is off: the request lines and headers it could print would carry tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Final
+
+from aiohttp import web
+from yarl import URL
+
+from authproxy.emulators import coco, cosmic, crux, cucumberstudio, emnify
+from authproxy.emulators.common import Clock, EmulatorState, emulator_state
+
+AppFactory = Callable[[Clock], web.Application]
+
+DEMO_APIS: Final[Mapping[str, tuple[AppFactory, Mapping[str, str]]]] = MappingProxyType(
+    {
+        cosmic.NAME: (lambda clock: cosmic.make_app(clock=clock), cosmic.DEMO_CREDENTIALS),
+        coco.NAME: (lambda clock: coco.make_app(clock=clock), coco.DEMO_CREDENTIALS),
+        crux.NAME: (lambda clock: crux.make_app(clock=clock), crux.DEMO_CREDENTIALS),
+        cucumberstudio.NAME: (
+            lambda clock: cucumberstudio.make_app(clock=clock),
+            cucumberstudio.DEMO_CREDENTIALS,
+        ),
+        emnify.NAME: (lambda clock: emnify.make_app(clock=clock), emnify.DEMO_CREDENTIALS),
+    }
+)
+"""Each API's name -> (app factory with demo settings, the demo credentials it accepts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningEmulator:
+    """One emulator being served: its base URL, live state and demo credentials."""
+
+    name: str
+    url: str
+    state: EmulatorState
+    credentials: Mapping[str, str]
+
+
+class EmulatorStack:
+    """The running emulators by name; `close()` (or `async with`) stops them all."""
+
+    def __init__(self) -> None:
+        self._emulators: dict[str, RunningEmulator] = {}
+        self._runners: list[web.AppRunner] = []
+
+    def __getitem__(self, name: str) -> RunningEmulator:
+        return self._emulators[name]
+
+    def __iter__(self) -> Iterator[RunningEmulator]:
+        return iter(self._emulators.values())
+
+    @property
+    def emulators(self) -> Mapping[str, RunningEmulator]:
+        return MappingProxyType(self._emulators)
+
+    async def serve(
+        self, name: str, app: web.Application, credentials: Mapping[str, str], host: str
+    ) -> RunningEmulator:
+        """Serve `app` on a free port of `host` and list it under `name`."""
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)  # before start(): a failed bind must still be cleaned up
+        await web.TCPSite(runner, host, 0).start()
+        port = runner.addresses[0][1]
+        url = str(URL.build(scheme="http", host=host, port=port))
+        running = RunningEmulator(name, url, emulator_state(app), credentials)
+        self._emulators[name] = running
+        return running
+
+    async def close(self) -> None:
+        """Stop every emulator; safe to call twice."""
+        runners, self._runners = self._runners, []
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+    async def __aenter__(self) -> EmulatorStack:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def start_emulators(host: str = "127.0.0.1", *, clock: Clock = time.time) -> EmulatorStack:
+    """Serve all five emulators (demo settings) on `host`, each on its own free port."""
+    stack = EmulatorStack()
+    try:
+        for name, (factory, credentials) in DEMO_APIS.items():
+            await stack.serve(name, factory(clock), credentials, host)
+    except BaseException:
+        # Stop the ones already running (a port taken, a cancelled demo) before propagating.
+        await stack.close()
+        raise
+    return stack
