@@ -6,9 +6,18 @@ module here and a line in `PRESETS`, never a branch in the engine.
 
 from __future__ import annotations
 
+from authproxy.auth.presets import coco, cosmic, crux, cucumberstudio, emnify
 from authproxy.auth.presets.base import Preset, PresetProblem
 
-# Filled in as each preset module lands: name -> Preset.
-PRESETS: dict[str, Preset] = {}
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        cosmic.PRESET,
+        coco.PRESET,
+        crux.PRESET,
+        cucumberstudio.PRESET,
+        emnify.PRESET,
+    )
+}
 
 __all__ = ["PRESETS", "Preset", "PresetProblem"]

@@ -1,0 +1,79 @@
+"""The only network code in `auth/`: sends a flow's calls to the upstream and feeds back replies.
+
+Login answers are read whole but bounded (an upstream that streams gigabytes at a login endpoint
+gets a clean failure, not our memory), and transport failures become `LoginUnavailable`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import ClientError, ClientSession, ClientTimeout
+from aiohttp.streams import StreamReader
+from yarl import URL
+
+from authproxy.auth.flow import Flow, Grant, HttpCall, HttpReply
+from authproxy.errors import LoginUnavailable
+from authproxy.forward import describe_client_error
+
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+class AuthDriver:
+    """Runs flows for one route against its upstream origin.
+
+    Login paths are absolute paths on the upstream's origin (`/v1/authenticate`), as each API
+    documents them, whatever base path the route forwards to.
+    """
+
+    def __init__(self, route: str, session: ClientSession, origin: URL, timeout: ClientTimeout):
+        self.route = route
+        self._session = session
+        self._origin = origin
+        self._timeout = timeout
+
+    async def run(self, flow: Flow) -> Grant:
+        call = next(flow)
+        while True:
+            reply = await self._send(call)
+            try:
+                call = flow.send(reply)
+            except StopIteration as done:
+                grant: Grant = done.value
+                return grant
+
+    async def _send(self, call: HttpCall) -> HttpReply:
+        path = call.path if call.path.startswith("/") else "/" + call.path
+        url = URL(str(self._origin) + path, encoded=True)
+        try:
+            async with self._session.request(
+                call.method,
+                url,
+                headers=dict(call.headers),
+                data=call.body or None,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                body = await _read_bounded(response.content)
+                if body is None:
+                    raise LoginUnavailable(
+                        self.route, "the login answer is larger than 1 MiB", response.status
+                    )
+                headers = {name.lower(): value for name, value in response.headers.items()}
+                return HttpReply(response.status, headers, body)
+        except TimeoutError:
+            raise LoginUnavailable(
+                self.route, "the login endpoint did not answer in time"
+            ) from None
+        except ClientError as error:
+            raise LoginUnavailable(self.route, describe_client_error(error)) from None
+
+
+async def _read_bounded(content: StreamReader) -> bytes | None:
+    """The whole body, or None once it grows past MAX_ANSWER_BYTES."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)

@@ -1,0 +1,221 @@
+"""The sans-io auth engine: login and refresh as generators that yield calls and receive replies.
+
+Same contract as httpx's `Auth.auth_flow`: `call = next(flow)`, send it, `flow.send(reply)`;
+the Grant arrives as `StopIteration.value`. `driver.py` is the only code that does the I/O, so every
+branch here is tested without an event loop or a socket.
+
+Errors carry the route, the upstream status and at most a short upstream error code
+(`invalid_grant`) in their detail; never an answer body, a credential or a token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlencode
+
+from authproxy.auth import expiry
+from authproxy.auth.templates import compile_template
+from authproxy.config import AuthSpec, Capture, RequestSpec
+from authproxy.errors import LoginRejected, LoginUnavailable
+from authproxy.secrets import REGISTRY
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """A request for the driver to send; `path` is joined to the route's upstream base."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(repr=False)  # may carry credentials
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """The upstream's answer; header names lower-cased, body read in full."""
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Captured values (`token`, `refresh_token`, ...) and their lifetime in POSIX seconds.
+
+    `expires_at` None means unknown: valid until the upstream refuses it.
+    """
+
+    values: Mapping[str, str] = field(repr=False)
+    expires_at: float | None
+    obtained_at: float
+
+
+Flow = Generator[HttpCall, HttpReply, Grant]
+
+
+def login_flow(spec: AuthSpec, route: str, now: float) -> Flow:
+    """Log in with the route's credentials; raises LoginRejected (4xx) or LoginUnavailable."""
+    if spec.login is None:
+        raise ValueError(f"route {route!r} uses static credentials; it has no login")
+    reply = yield render_call(spec.login, _revealed(spec))
+    return _grant(spec, route, "login", reply, {}, now)
+
+
+def can_refresh(spec: AuthSpec, grant: Grant) -> bool:
+    """True when `spec` has a refresh call and `grant` holds the value it needs."""
+    return spec.refresh is not None and bool(grant.values.get(spec.refresh.requires))
+
+
+def refresh_flow(spec: AuthSpec, route: str, grant: Grant, now: float) -> Flow:
+    """Renew `grant` without the password; the new Grant keeps values the answer does not repeat.
+
+    Only the `token` capture is required in a refresh answer (emnify returns no new refresh token).
+    Raises as `login_flow`; the caller then falls back to a login. Needs `can_refresh`.
+    """
+    if spec.refresh is None or not can_refresh(spec, grant):
+        raise ValueError(f"route {route!r}: grant cannot be refreshed")
+    reply = yield render_call(spec.refresh.request, {**_revealed(spec), **grant.values})
+    return _grant(spec, route, "refresh", reply, grant.values, now)
+
+
+def adopt_from_response(
+    spec: AuthSpec, grant: Grant, headers: Mapping[str, str], now: float
+) -> Grant | None:
+    """Take over tokens rotated on an ordinary response (`spec.adopt`), or None if nothing changed.
+
+    `headers` have lower-cased names. Blank values are ignored (devise_token_auth sends an empty
+    `access-token` on batched requests); if the answer has no expiry, the old one is kept.
+    """
+    adopt = spec.adopt
+    fresh = _text(headers.get(adopt.trigger.lower())) if adopt else None
+    if adopt is None or fresh is None:
+        return None
+    sources = {name: header.lower() for name, header in adopt.headers.items()}
+    trigger = adopt.trigger.lower()
+    if any(grant.values.get(name) == fresh for name, h in sources.items() if h == trigger):
+        return None
+    updates = {name: value for name, h in sources.items() if (value := _text(headers.get(h)))}
+    REGISTRY.add_all(updates.values())
+    values = {**grant.values, **updates}
+    expires = expiry.expires_at(spec.expiry, values, None, headers, now)
+    return Grant(MappingProxyType(values), grant.expires_at if expires is None else expires, now)
+
+
+def static_grant(spec: AuthSpec, now: float = 0.0) -> Grant:
+    """The grant of a route without login: its credentials, valid until refused."""
+    return Grant(MappingProxyType(_revealed(spec)), None, now)
+
+
+def render_call(request: RequestSpec, values: Mapping[str, str]) -> HttpCall:
+    """Fill `request`'s templates; a body or header field naming an absent value is left out."""
+    body = _render_fields(request.body, values)
+    headers = _render_fields(request.headers, values)
+    if not body:
+        return HttpCall(request.method, request.path, headers, b"")
+    if request.encoding == "json":
+        data, content_type = json.dumps(body).encode(), "application/json"
+    else:
+        data, content_type = urlencode(body).encode(), "application/x-www-form-urlencoded"
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = content_type
+    return HttpCall(request.method, request.path, headers, data)
+
+
+def _render_fields(fields: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
+    templates = {key: compile_template(text) for key, text in fields.items()}
+    return {key: t.render(values) for key, t in templates.items() if t.names <= values.keys()}
+
+
+def _revealed(spec: AuthSpec) -> dict[str, str]:
+    return {name: secret.reveal() for name, secret in spec.credentials.items()}
+
+
+def _grant(
+    spec: AuthSpec, route: str, stage: str, reply: HttpReply, kept: Mapping[str, str], now: float
+) -> Grant:
+    _check_status(route, stage, reply)
+    headers = {name.lower(): value for name, value in reply.headers.items()}
+    needs_json = spec.expiry.source == "field" or any(c.source == "body" for c in spec.captures)
+    body = _json(reply.body) if needs_json else None
+    values = dict(kept)
+    for capture in spec.captures:
+        value = _capture(capture, body, headers)
+        if value is not None:
+            values[capture.name] = value
+        # A refresh answer may omit everything but the token; the values we hold stay valid.
+        elif capture.required and (stage == "login" or capture.name == "token"):
+            raise LoginUnavailable(route, _missing(stage, reply, capture, body), reply.status)
+    REGISTRY.add_all(values.values())
+    expires = expiry.expires_at(spec.expiry, values, body, headers, now)
+    return Grant(MappingProxyType(values), expires, now)
+
+
+def _capture(capture: Capture, body: object, headers: Mapping[str, str]) -> str | None:
+    for key in capture.keys:
+        raw = expiry.lookup(body, key) if capture.source == "body" else headers.get(key.lower())
+        if (value := _text(raw)) is not None:
+            return value
+    return None
+
+
+def _text(raw: object) -> str | None:
+    """A usable value: a non-blank string (or number) without control characters.
+
+    Control characters are refused because the value will be sent in a header (CRLF injection).
+    """
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str) or not (value := raw.strip()) or not value.isprintable():
+        return None
+    return value
+
+
+def _missing(stage: str, reply: HttpReply, capture: Capture, body: object) -> str:
+    answer = f"{stage} answer ({reply.status})"
+    if capture.source == "body" and not isinstance(body, dict):
+        return f"{answer} is not a JSON object; cannot read {capture.name!r}"
+    return f"{answer} has no usable {capture.name!r} ({capture.source}: {', '.join(capture.keys)})"
+
+
+# An upstream error code worth reporting: short, identifier-like, and not a registered secret.
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
+_ERROR_CODE_KEYS = ("error_token", "error_code", "code", "error")
+
+
+def _check_status(route: str, stage: str, reply: HttpReply) -> None:
+    if 200 <= reply.status < 300:
+        return
+    code = _error_code(_json(reply.body))
+    detail = f"{stage} answered {reply.status}" + (f" ({code})" if code else "")
+    error = LoginRejected if 400 <= reply.status < 500 else LoginUnavailable
+    raise error(route, detail, reply.status)
+
+
+def _error_code(body: object) -> str | None:
+    """An error code from a JSON answer (`{"error": "invalid_grant"}`); never a message."""
+    if not isinstance(body, dict):
+        return None
+    for key in _ERROR_CODE_KEYS:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if (
+            isinstance(value, str)
+            and _ERROR_CODE.fullmatch(value)
+            and REGISTRY.scrub(value) == value
+        ):
+            return value
+    return None
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    # ValueError covers JSONDecodeError and UnicodeDecodeError; RecursionError, absurd nesting.
+    except (ValueError, RecursionError):
+        return None

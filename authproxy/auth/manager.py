@@ -1,0 +1,280 @@
+"""One route's token lifecycle: hold, renew early, single-flight, back off, recover from a 401.
+
+States, from the hot path's view (`acquire`):
+    FRESH    a grant not yet due for renewal: a dict read, nothing else
+    STALE    past its renew deadline, not expired: used, and a background renewal is started
+    INVALID  none, or expired: the request waits on the one login in flight (single-flight)
+    FAILED   the last login failed and its backoff has not run out: 502 at once, no login
+
+A rejected login (4xx) waits `relogin_after_rejection` (an account that locks after three bad
+passwords never locks); a transient failure backs off exponentially from 1 s, capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+import structlog
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authproxy.auth.clock import Clock
+from authproxy.auth.driver import AuthDriver
+from authproxy.auth.expiry import renew_deadline
+from authproxy.auth.flow import Grant, adopt_from_response, can_refresh, login_flow, refresh_flow
+from authproxy.auth.flow import static_grant as make_static_grant
+from authproxy.auth.inject import CompiledInjector
+from authproxy.config import AuthSpec
+from authproxy.errors import LoginFailed, LoginRejected, LoginUnavailable
+from authproxy.tasks import Tasks
+from authproxy.tokens import TokenStore
+
+log = structlog.get_logger("authproxy.auth")
+
+BACKOFF_START, BACKOFF_CAP = 1.0, 300.0
+# Never inject a token this close to its expiry: it would arrive expired. Capped so that a token
+# of a few seconds keeps most of its life.
+EXPIRY_LEEWAY_SHARE, EXPIRY_LEEWAY_CAP = 0.02, 5.0
+
+
+@dataclass(slots=True)
+class AuthStats:
+    logins: int = 0
+    refreshes: int = 0
+    failures: int = 0
+    last_login_at: float | None = None
+    last_outcome: str | None = None
+    last_error: str | None = None
+    recent_errors: list[str] = field(default_factory=list)
+
+
+class TokenManager:
+    """The `RouteAuth` of a route with an `auth` block."""
+
+    def __init__(
+        self,
+        route: str,
+        spec: AuthSpec,
+        *,
+        driver: AuthDriver,
+        store: TokenStore,
+        store_key: str,
+        clock: Clock,
+        tasks: Tasks,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.route = route
+        self.spec = spec
+        self.stats = AuthStats()
+        self._driver = driver
+        self._store = store
+        self._key = store_key
+        self._clock = clock
+        self._tasks = tasks
+        self._rng = rng or random.Random()
+        self._injector = CompiledInjector.from_spec(spec)
+        # The client's own Authorization never reaches an upstream whose auth we manage.
+        self.request_headers = self._injector.names | {"authorization"}
+        self.response_headers = frozenset(name.lower() for name in spec.strip_response_headers)
+        self._grant: Grant | None = None
+        self._renew_at: float | None = None
+        self._inflight: asyncio.Future[Grant] | None = None
+        self._failure: LoginFailed | None = None
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_START
+        self._used_since_login = False
+        if spec.is_static:
+            self._grant = make_static_grant(spec, clock.now())
+        else:
+            stored = store.load(store_key)
+            if stored is not None and not self._expired(stored, clock.now()):
+                self._install(stored, announce=False)
+
+    @property
+    def current_grant(self) -> Grant | None:
+        return self._grant
+
+    @property
+    def renew_at(self) -> float | None:
+        return self._renew_at
+
+    def failing(self, now: float) -> bool:
+        """True while the last login's failure still holds requests off."""
+        return self._failure is not None and now < self._retry_at
+
+    # ---- the hot path -----------------------------------------------------------------------
+
+    async def acquire(self) -> Grant:
+        grant = self._grant
+        if grant is not None:
+            renew_at = self._renew_at
+            if renew_at is None:
+                return grant
+            now = self._clock.now()
+            if now < renew_at:
+                self._used_since_login = True
+                return grant
+            if not self._expired(grant, now):
+                self._renew_in_background()
+                return grant
+        return await self._obtain()
+
+    def inject(self, headers: CIMultiDict[str], grant: object) -> None:
+        assert isinstance(grant, Grant)
+        self._injector.apply(headers, grant)
+
+    def rejects(self, status: int) -> bool:
+        return status in self.spec.invalid_statuses and not self.spec.is_static
+
+    async def after_rejection(self, grant: object) -> Grant:
+        """The upstream refused `grant`: drop it if it is still ours, then get one new grant."""
+        if grant is self._grant and self._inflight is None:
+            log.info("token refused by the upstream; logging in again", route=self.route)
+            self._drop()
+        if self._grant is not None and self._grant is not grant:
+            return self._grant
+        return await self._obtain()
+
+    def observe(self, grant: object, headers: CIMultiDictProxy[str]) -> None:
+        adopt = self.spec.adopt
+        if adopt is None or not headers.get(adopt.trigger):
+            return
+        current = self._grant
+        if current is None:
+            return
+        lowered = {name.lower(): value for name, value in headers.items()}
+        rotated = adopt_from_response(self.spec, current, lowered, self._clock.now())
+        if rotated is not None:
+            self._install(rotated, announce=False)
+
+    # ---- obtaining tokens ---------------------------------------------------------------------
+
+    def _expired(self, grant: Grant, now: float) -> bool:
+        if grant.expires_at is None:
+            return False
+        lifetime = max(0.0, grant.expires_at - grant.obtained_at)
+        leeway = min(EXPIRY_LEEWAY_CAP, lifetime * EXPIRY_LEEWAY_SHARE)
+        return now >= grant.expires_at - leeway
+
+    async def _obtain(self) -> Grant:
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        if self._failure is not None and self._clock.now() < self._retry_at:
+            raise self._failure
+        future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
+        self._inflight = future
+        self._tasks.spawn(self._login_into(future), name=f"login:{self.route}")
+        return await asyncio.shield(future)
+
+    def _renew_in_background(self) -> None:
+        if self._inflight is not None:
+            return
+        if self._failure is not None and self._clock.now() < self._retry_at:
+            return
+        future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
+        self._inflight = future
+        # Nobody awaits this one; mark its outcome as seen so a failure is not reported twice.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._tasks.spawn(self._login_into(future), name=f"renew:{self.route}")
+
+    async def _login_into(self, future: asyncio.Future[Grant]) -> None:
+        try:
+            grant = await self._renew_or_login()
+        except LoginFailed as error:
+            self._record_failure(error)
+            future.set_exception(error)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug must fail the waiters, not hang them
+            log.error("login crashed", route=self.route, error=repr(error))
+            failure = LoginUnavailable(self.route, "the login failed unexpectedly")
+            self._record_failure(failure)
+            future.set_exception(failure)
+        else:
+            self._install(grant, announce=True)
+            future.set_result(grant)
+        finally:
+            self._inflight = None
+
+    async def _renew_or_login(self) -> Grant:
+        current = self._grant
+        if current is not None and can_refresh(self.spec, current):
+            try:
+                grant = await self._driver.run(
+                    refresh_flow(self.spec, self.route, current, self._clock.now())
+                )
+            except LoginFailed as error:
+                self.stats.refreshes += 1
+                log.info(
+                    "refresh failed; logging in with credentials",
+                    route=self.route,
+                    reason=error.detail,
+                )
+            else:
+                self.stats.refreshes += 1
+                self.stats.last_outcome = "refreshed"
+                return grant
+        self.stats.logins += 1
+        grant = await self._driver.run(login_flow(self.spec, self.route, self._clock.now()))
+        self.stats.last_outcome = "ok"
+        return grant
+
+    def _install(self, grant: Grant, *, announce: bool) -> None:
+        now = self._clock.now()
+        self._grant = grant
+        self._failure = None
+        self._backoff = BACKOFF_START
+        self._used_since_login = False
+        self._renew_at = renew_deadline(
+            grant.obtained_at, grant.expires_at, self.spec.renew_at, self._rng.random()
+        )
+        self._save(grant)
+        if announce:
+            self.stats.last_login_at = now
+            lifetime = None if grant.expires_at is None else round(grant.expires_at - now, 1)
+            log.info("token obtained", route=self.route, lifetime_seconds=lifetime)
+            if self._renew_at is not None:
+                self._tasks.spawn(self._renew_when_due(grant), name=f"renew-timer:{self.route}")
+
+    async def _renew_when_due(self, grant: Grant) -> None:
+        """Renew ahead of expiry if the route was used since the login; idle routes stay idle."""
+        assert self._renew_at is not None
+        await self._clock.sleep_until(self._renew_at)
+        if self._grant is grant and self._used_since_login:
+            self._renew_in_background()
+
+    def _drop(self) -> None:
+        self._grant = None
+        self._renew_at = None
+        self._store.delete(self._key)
+
+    def _save(self, grant: Grant) -> None:
+        try:
+            self._store.save(self._key, grant)
+        except OSError as error:
+            log.warning("could not persist the token", route=self.route, error=type(error).__name__)
+
+    def _record_failure(self, error: LoginFailed) -> None:
+        now = self._clock.now()
+        self.stats.failures += 1
+        self.stats.last_login_at = now
+        self.stats.last_error = error.detail
+        self.stats.recent_errors = [*self.stats.recent_errors[-4:], error.detail]
+        if isinstance(error, LoginRejected):
+            self.stats.last_outcome = "rejected"
+            wait = self.spec.relogin_after_rejection
+        else:
+            self.stats.last_outcome = "unavailable"
+            wait = self._backoff
+            self._backoff = min(self._backoff * 2, BACKOFF_CAP)
+        self._failure = error
+        self._retry_at = now + wait
+        log.warning(
+            "login failed",
+            route=self.route,
+            reason=error.detail,
+            upstream_status=error.upstream_status,
+            retry_in_seconds=round(wait, 1),
+        )
