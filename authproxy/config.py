@@ -1,7 +1,7 @@
-"""The config as frozen, typed objects: built once at start by `config_load.py`, read everywhere else.
+"""The config as frozen, typed objects: built once at start by `config_load.py`, then only read.
 
-Nothing here does I/O or reads YAML. Auth flows are described as data (`AuthSpec`), whether they come
-from a preset or from a route's own YAML; the engine in `auth/` interprets them.
+Nothing here does I/O or reads YAML. Auth flows are described as data (`AuthSpec`), whether they
+come from a preset or from a route's own YAML; the engine in `auth/` interprets them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class ListenAddress:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. `connect` bounds opening a connection, `read` the wait for each piece of the answer."""
+    """Seconds: `connect` bounds opening a connection, `read` each wait for bytes of the answer."""
 
     connect: float = 5.0
     read: float = 60.0

@@ -7,10 +7,11 @@
         ├── UpstreamUnavailable    refused, reset or invalid answer (502)
         ├── UpstreamTimeout        no answer in time (504)
         └── LoginFailed            the proxy could not obtain a token (502)
-            ├── LoginRejected      the upstream refused the credentials (4xx); not retried for a while
+            ├── LoginRejected      the upstream refused the credentials (4xx); not retried soon
             └── LoginUnavailable   transient: connection error, timeout, 5xx, unusable answer
 
-`server.py` maps `UpstreamError` to `application/problem+json`; `cli.py` maps the rest to exit codes.
+`server.py` maps `UpstreamError` to `application/problem+json`; `cli.py` maps the rest to exit
+codes.
 Fields are typed and secret-free by construction: they hold route names, statuses and key paths.
 """
 

@@ -1,0 +1,104 @@
+"""Header rules of a reverse proxy (RFC 9110 §7.6.1): hop-by-hop removal, X-Forwarded-*, Location.
+
+Pure functions over multidicts, so every rule is tested without a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+# Connection-specific headers never cross a proxy, in either direction (RFC 9110 §7.6.1; RFC 9112
+# §9.6 for TE/Trailer/Transfer-Encoding). Host is rebuilt for the upstream; Expect is answered by
+# the proxy itself (it sends the 100 Continue), and Content-Length is set again from what is sent.
+# Lower-case plain strings, compared with `name.lower()`: a set of `istr` hashes by the original
+# spelling, so `"connection" in {istr("Connection")}` is False and lower-case names slipped through.
+HOP_BY_HOP = frozenset(
+    name.lower()
+    for name in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Proxy-Authenticate",
+    )
+)
+REQUEST_ONLY_DROPPED = frozenset({"host", "expect"})
+
+_REQUEST_DROPPED = HOP_BY_HOP | REQUEST_ONLY_DROPPED
+
+
+def connection_named(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
+    """Header names listed in Connection (they are hop-by-hop too), lower-cased."""
+    names: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        names.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return frozenset(names)
+
+
+def upstream_request_headers(
+    incoming: CIMultiDictProxy[str], drop: Iterable[str] = ()
+) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop ones and `drop` (lower-case names the proxy sets)."""
+    extra = connection_named(incoming) if "Connection" in incoming else frozenset()
+    removed = _REQUEST_DROPPED.union(extra, (name.lower() for name in drop))
+    return CIMultiDict(
+        (name, value) for name, value in incoming.items() if name.lower() not in removed
+    )
+
+
+def downstream_response_headers(
+    upstream: CIMultiDictProxy[str], drop: Iterable[str] = ()
+) -> CIMultiDict[str]:
+    """The upstream's headers minus hop-by-hop ones and `drop`; repeated ones stay separate."""
+    extra = connection_named(upstream) if "Connection" in upstream else frozenset()
+    removed = HOP_BY_HOP.union(extra, (name.lower() for name in drop))
+    return CIMultiDict(
+        (name, value) for name, value in upstream.items() if name.lower() not in removed
+    )
+
+
+def add_forwarded(headers: CIMultiDict[str], client_ip: str | None, proto: str, host: str) -> None:
+    """Append the client to X-Forwarded-For; set -Proto and -Host unless an earlier proxy did."""
+    if client_ip:
+        previous = headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
+    headers.setdefault("X-Forwarded-Proto", proto)
+    if host:
+        headers.setdefault("X-Forwarded-Host", host)
+
+
+class LocationRewriter:
+    """Keeps redirects on the proxy: rewrites upstream-absolute and path-absolute locations.
+
+    `http://upstream/base/next` and `/base/next` both become `<proxy>/<prefix>/next`; a location
+    on any other host is left alone (it is not ours to hide).
+    """
+
+    __slots__ = ("_base_path", "_origins", "_prefix")
+
+    def __init__(self, upstream_origin: str, upstream_base_path: str, prefix: str) -> None:
+        self._origins = (upstream_origin, upstream_origin.lower())
+        self._base_path = upstream_base_path.rstrip("/")
+        self._prefix = "" if prefix == "/" else prefix
+
+    def rewrite(self, location: str, proxy_origin: str) -> str:
+        for origin in self._origins:
+            if location.startswith(origin) and location[len(origin) : len(origin) + 1] in "/?#":
+                return proxy_origin + self._on_prefix(location[len(origin) :] or "/")
+        if location.startswith("/") and not location.startswith("//"):
+            return self._on_prefix(location)
+        return location
+
+    def _on_prefix(self, path: str) -> str:
+        base = self._base_path
+        if base and (path == base or (path.startswith(base) and path[len(base)] in "/?#")):
+            # `/base` maps back to `/prefix`, not `/prefix/`: the slash is a different resource
+            # upstream, and adding one loops with upstreams that redirect `/x/` to `/x`.
+            return (self._prefix + path[len(base) :]) or "/"
+        return self._prefix + path

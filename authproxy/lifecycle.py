@@ -1,0 +1,39 @@
+"""Run a proxy until SIGTERM or SIGINT, then stop it gracefully (in-flight requests finish)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import structlog
+
+from authproxy.server import Proxy
+
+log = structlog.get_logger("authproxy")
+
+
+async def serve_until_signalled(proxy: Proxy, on_started: Callable[[], None] | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await proxy.start()
+    log.info(
+        "authproxy listening",
+        url=proxy.urls[0] if proxy.urls else None,
+        routes=[
+            {"name": r.name, "prefix": r.prefix, "upstream": str(r.upstream)}
+            for r in proxy.settings.routes
+        ],
+    )
+    if on_started is not None:
+        on_started()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down", grace_seconds=proxy.settings.shutdown_grace)
+        await proxy.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        log.info("stopped")

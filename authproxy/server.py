@@ -1,0 +1,257 @@
+"""The proxy process's owner: the listening socket, upstream sessions, routes and background tasks.
+
+`Proxy.handle` is the one entry point for every request: the proxy's own `/-/` paths, routing, and
+mapping of errors to problem+json. It holds no auth logic; a route's `RouteAuth` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from authproxy.auth.clock import Clock, SystemClock
+from authproxy.auth.driver import AuthDriver
+from authproxy.auth.manager import TokenManager
+from authproxy.config import Route, Settings
+from authproxy.errors import StartupError, UpstreamError
+from authproxy.forward import Exchange, RouteAuth, RouteRuntime, forward
+from authproxy.headers import LocationRewriter
+from authproxy.problems import problem_for, problem_response
+from authproxy.protocol import ProxyHttpServer
+from authproxy.routes import RouteTable, UnsafePath
+from authproxy.status import readiness_failures, render_status_html, status_document
+from authproxy.tasks import Tasks
+from authproxy.tokens import TokenStore, open_store, store_key
+from authproxy.upstreams import UpstreamPool, timeout_for
+
+log = structlog.get_logger("authproxy.server")
+access_log = structlog.get_logger("authproxy.access")
+
+OwnHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+# nginx's convention for "the client went away before the answer": not an HTTP status on the wire.
+CLIENT_CLOSED = 499
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def request_id_of(request: web.BaseRequest) -> str:
+    """The client's X-Request-Id when it is sane, else a new random one."""
+    given = request.headers.get("X-Request-Id")
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return os.urandom(12).hex()
+
+
+class Proxy:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        store: TokenStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.table = RouteTable(settings.routes)
+        self.tasks = Tasks()
+        self.clock: Clock = clock or SystemClock()
+        self._store = store
+        self.managers: dict[str, TokenManager] = {}
+        self._runtimes: dict[str, RouteRuntime] = {}
+        self._own: dict[str, OwnHandler] = {
+            "/-/health": self._health,
+            "/-/ready": self._ready,
+            "/-/status": self._status,
+        }
+        self._pool: UpstreamPool | None = None
+        self._runner: web.ServerRunner | None = None
+        self.urls: list[str] = []
+
+    def add_own(self, path: str, handler: OwnHandler) -> None:
+        self._own[path] = handler
+
+    def runtime(self, route_name: str) -> RouteRuntime:
+        return self._runtimes[route_name]
+
+    async def start(self) -> None:
+        """Open upstream sessions and bind the listening socket; raises StartupError."""
+        self._pool = pool = UpstreamPool(self.settings.routes)
+        store = self._store if self._store is not None else open_store(self.settings.token_store)
+        for route in self.settings.routes:
+            auth = self._manager_for(route, pool, store)
+            upstream_base = route.upstream.raw_path.rstrip("/")
+            self._runtimes[route.name] = RouteRuntime(
+                route=route,
+                session=pool.session(route.name),
+                timeout=timeout_for(route),
+                rewriter=LocationRewriter(
+                    str(route.upstream.origin()), upstream_base, route.prefix
+                ),
+                auth=auth,
+                drop_request=auth.request_headers if auth else frozenset(),
+                drop_response=auth.response_headers if auth else frozenset(),
+            )
+        settings = self.settings
+        server = ProxyHttpServer(
+            self.handle,
+            header_timeout=settings.header_timeout,
+            handler_cancellation=True,
+            keepalive_timeout=settings.keepalive_timeout,
+            max_line_size=settings.max_header_size,
+            max_field_size=settings.max_header_size,
+            access_log=None,
+        )
+        self._runner = runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+        )
+        await runner.setup()
+        listen = settings.listen
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            await self.stop()
+            reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+            raise StartupError(f"cannot listen on {listen}: {reason}") from None
+        self.urls = [_url_of(address) for address in runner.addresses]
+        for name, manager in self.managers.items():
+            if manager.spec.warm:
+                self.tasks.spawn(self._warm(manager), name=f"warm:{name}")
+        if not is_loopback(listen.host):
+            log.warning(
+                "listening on a non-loopback address: anyone who can reach it acts with the "
+                "upstream credentials",
+                listen=str(listen),
+            )
+
+    def _manager_for(self, route: Route, pool: UpstreamPool, store: TokenStore) -> RouteAuth | None:
+        if route.auth is None:
+            return None
+        session = pool.session(route.name)
+        driver = AuthDriver(route.name, session, route.upstream.origin(), timeout_for(route))
+        manager = TokenManager(
+            route.name,
+            route.auth,
+            driver=driver,
+            store=store,
+            store_key=store_key(route),
+            clock=self.clock,
+            tasks=self.tasks,
+        )
+        self.managers[route.name] = manager
+        return manager
+
+    async def _warm(self, manager: TokenManager) -> None:
+        # A failure is logged by the manager, and requests will get the 502 with its reason.
+        with contextlib.suppress(UpstreamError):
+            await manager.acquire()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, close all."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.tasks.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        exchange = Exchange(request_id=request_id_of(request))
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._dispatch(request, exchange)
+            return response
+        except UpstreamError as error:
+            response = problem_for(error)
+            return response
+        except asyncio.CancelledError:
+            exchange.status = exchange.status or CLIENT_CLOSED
+            raise
+        finally:
+            if response is not None:
+                exchange.status = exchange.status or response.status
+                if not response.prepared:
+                    response.headers["X-Request-Id"] = exchange.request_id
+                    exchange.bytes_out = exchange.bytes_out or len(getattr(response, "body", b""))
+            access_log.info(
+                "request",
+                request_id=exchange.request_id,
+                route=exchange.route,
+                method=request.method,
+                path=request.raw_path,
+                status=exchange.status,
+                bytes_in=exchange.bytes_in,
+                bytes_out=exchange.bytes_out,
+                upstream_ms=_ms(exchange.upstream_ms),
+                total_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    async def _dispatch(self, request: web.BaseRequest, exchange: Exchange) -> web.StreamResponse:
+        target = request.raw_path
+        if request.method == "CONNECT":
+            return problem_response(
+                405,
+                "authproxy is a reverse proxy; CONNECT is not supported",
+                headers={"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"},
+            )
+        if not target.startswith("/"):
+            return problem_response(400, "only origin-form request targets (/path) are accepted")
+        if target == "/-" or target.startswith("/-/"):
+            own = self._own.get(target.partition("?")[0])
+            if own is None:
+                return problem_response(404, "no such proxy endpoint")
+            return await own(request)
+        try:
+            match = self.table.match(target)
+        except UnsafePath:
+            return problem_response(400, "the path contains a '..' segment")
+        if match is None:
+            return problem_response(404, "no route matches this path", kind="unknown-route")
+        exchange.route = match.route.name
+        return await forward(
+            request, self._runtimes[match.route.name], match.upstream_url, exchange
+        )
+
+    async def _health(self, _request: web.BaseRequest) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def _ready(self, _request: web.BaseRequest) -> web.StreamResponse:
+        failing = readiness_failures(self.managers, self.clock.now())
+        if failing:
+            return web.json_response({"status": "not ready", "routes": failing}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
+        document = status_document(self.settings, self.managers, self.clock.now())
+        if "text/html" in request.headers.get("Accept", ""):
+            return web.Response(text=render_status_html(document), content_type="text/html")
+        return web.json_response(document)
+
+
+def _url_of(address: object) -> str:
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+    return str(address)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -1,0 +1,120 @@
+"""What the proxy knows about each route's token, for people (`/-/status`) and probes (`/-/ready`).
+
+Only states, times and counters: a status document never holds a token or a credential.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from authproxy.auth.manager import TokenManager
+from authproxy.config import Settings
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def token_status(manager: TokenManager, now: float) -> dict[str, object]:
+    grant, stats = manager.current_grant, manager.stats
+    if manager.failing(now):
+        state = "failed"
+    elif grant is None:
+        state = "expired" if stats.logins or stats.refreshes else "none"
+    elif grant.expires_at is not None and now >= grant.expires_at:
+        state = "expired"
+    elif manager.renew_at is not None and now >= manager.renew_at:
+        state = "expiring"
+    else:
+        state = "valid"
+    expires_at = grant.expires_at if grant is not None else None
+    return {
+        "state": state,
+        "static": manager.spec.is_static,
+        "expires_at": iso(expires_at),
+        "expires_in_seconds": None if expires_at is None else round(expires_at - now, 1),
+        "obtained_at": iso(grant.obtained_at) if grant is not None and stats.logins else None,
+        "last_login": {"at": iso(stats.last_login_at), "outcome": stats.last_outcome},
+        "logins": stats.logins,
+        "refreshes": stats.refreshes,
+        "failures": stats.failures,
+        "recent_errors": list(stats.recent_errors),
+    }
+
+
+def status_document(
+    settings: Settings, managers: Mapping[str, TokenManager], now: float
+) -> dict[str, object]:
+    routes: dict[str, object] = {}
+    for route in settings.routes:
+        manager = managers.get(route.name)
+        routes[route.name] = {
+            "prefix": route.prefix,
+            "upstream": str(route.upstream),
+            "preset": route.auth.preset if route.auth else None,
+            "token": token_status(manager, now) if manager else None,
+        }
+    return {"now": iso(now), "routes": routes}
+
+
+def readiness_failures(managers: Mapping[str, TokenManager], now: float) -> dict[str, str]:
+    """Routes that cannot serve now: their last login failed and the backoff has not run out."""
+    return {
+        name: manager.stats.last_error or "login failed"
+        for name, manager in managers.items()
+        if manager.failing(now) and manager.current_grant is None
+    }
+
+
+def render_status_html(document: Mapping[str, object]) -> str:
+    rows = []
+    routes = document.get("routes")
+    assert isinstance(routes, dict)
+    for name, info in routes.items():
+        token = info.get("token") or {}
+        last = token.get("last_login") or {}
+        cells = [
+            name,
+            info.get("prefix"),
+            info.get("upstream"),
+            info.get("preset") or "-",
+            token.get("state", "no auth"),
+            token.get("expires_at") or "-",
+            token.get("expires_in_seconds") if token.get("expires_in_seconds") is not None else "-",
+            f"{last.get('outcome') or '-'} {last.get('at') or ''}",
+            token.get("logins", "-"),
+            token.get("refreshes", "-"),
+            "; ".join(token.get("recent_errors", [])) or "-",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    heads = (
+        "Route",
+        "Prefix",
+        "Upstream",
+        "Preset",
+        "Token",
+        "Expires at",
+        "Seconds left",
+        "Last login",
+        "Logins",
+        "Refreshes",
+        "Recent errors",
+    )
+    head = "".join(f"<th>{h}</th>" for h in heads)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>authproxy status</title>
+<meta http-equiv="refresh" content="5">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: .4rem .7rem; text-align: left; }}
+th {{ background: #f3f3f3; }}
+</style></head>
+<body><h1>authproxy</h1><p>As of {html.escape(str(document.get("now")))}</p>
+<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
+</body></html>
+"""

@@ -1,0 +1,166 @@
+"""Where tokens rest between requests and restarts: in memory, or in a JSON file.
+
+The file holds tokens only, never passwords, under keys made of the route name and a hash of its
+upstream and credentials, so changed credentials never pick up a stale token. It is written
+atomically (temp file, fsync, rename) with mode 0600; a corrupt or unreadable file is a warning
+and a fresh start, never a crash. A store that cannot be written falls back to memory, loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+import structlog
+
+from authproxy.auth.flow import Grant
+from authproxy.config import Route, TokenStoreSettings
+from authproxy.secrets import REGISTRY
+
+log = structlog.get_logger("authproxy.tokens")
+
+FILE_VERSION = 1
+
+
+def store_key(route: Route) -> str:
+    """`<route>:<hash>`: a new upstream, preset or credential gives a new key."""
+    auth = route.auth
+    digest = hashlib.sha256(str(route.upstream).encode())
+    if auth is not None:
+        digest.update((auth.preset or "custom").encode())
+        for name in sorted(auth.credentials):
+            digest.update(b"\0" + name.encode() + b"\0" + auth.credentials[name].reveal().encode())
+    return f"{route.name}:{digest.hexdigest()[:24]}"
+
+
+class TokenStore(Protocol):
+    def load(self, key: str) -> Grant | None: ...
+
+    def save(self, key: str, grant: Grant) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._grants: dict[str, Grant] = {}
+
+    def load(self, key: str) -> Grant | None:
+        return self._grants.get(key)
+
+    def save(self, key: str, grant: Grant) -> None:
+        self._grants[key] = grant
+
+    def delete(self, key: str) -> None:
+        self._grants.pop(key, None)
+
+
+class FileStore(MemoryStore):
+    """A MemoryStore mirrored to a file on every change (changes are rare: logins, refreshes)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._grants.update(self._read())
+
+    def save(self, key: str, grant: Grant) -> None:
+        super().save(key, grant)
+        self._write()
+
+    def delete(self, key: str) -> None:
+        if key in self._grants:
+            super().delete(key)
+            self._write()
+
+    def _read(self) -> dict[str, Grant]:
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            entries = document["tokens"]
+            grants = {key: _grant_from(entry) for key, entry in entries.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            log.warning(
+                "token store unreadable; starting without stored tokens",
+                path=str(self.path),
+                error=type(error).__name__,
+            )
+            return {}
+        for grant in grants.values():
+            REGISTRY.add_all(grant.values.values())
+        return grants
+
+    def _write(self) -> None:
+        document = {
+            "version": FILE_VERSION,
+            "tokens": {key: _grant_to(grant) for key, grant in self._grants.items()},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                json.dump(document, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+
+
+def _grant_to(grant: Grant) -> dict[str, object]:
+    return {
+        "values": dict(grant.values),
+        "expires_at": grant.expires_at,
+        "obtained_at": grant.obtained_at,
+    }
+
+
+def _grant_from(entry: dict[str, object]) -> Grant:
+    values = entry["values"]
+    expires_at = entry["expires_at"]
+    obtained_at = entry["obtained_at"]
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise TypeError("values")
+    if expires_at is not None and not isinstance(expires_at, int | float):
+        raise TypeError("expires_at")
+    if not isinstance(obtained_at, int | float):
+        raise TypeError("obtained_at")
+    return Grant(MappingProxyType(dict(values)), expires_at, float(obtained_at))
+
+
+def open_store(settings: TokenStoreSettings) -> TokenStore:
+    """The configured store; an unwritable default file falls back to memory with a warning."""
+    if settings.kind == "memory" or settings.path is None:
+        return MemoryStore()
+    store = FileStore(settings.path)
+    try:
+        store.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = tempfile.NamedTemporaryFile(dir=store.path.parent, prefix=".probe-")  # noqa: SIM115
+        probe.close()
+    except OSError as error:
+        if settings.explicit:
+            log.warning(
+                "token store directory is not writable; tokens will not survive a restart",
+                path=settings.path,
+                error=type(error).__name__,
+            )
+        else:
+            log.warning(
+                "default token store is not writable; keeping tokens in memory",
+                path=settings.path,
+                error=type(error).__name__,
+            )
+        fallback = MemoryStore()
+        for key in list(store._grants):
+            fallback.save(key, store._grants[key])
+        return fallback
+    return store
