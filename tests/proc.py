@@ -37,10 +37,12 @@ class ProxyProcess:
         return "\n".join(self.output)
 
 
-async def start_proxy(*args: str, env: Mapping[str, str] | None = None) -> ProxyProcess:
+async def start_proxy(
+    *args: str, env: Mapping[str, str] | None = None, python: str = sys.executable
+) -> ProxyProcess:
     """Start `python -m authproxy ARGS` and wait for its "authproxy listening" log line."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
+        python,
         "-m",
         "authproxy",
         *args,

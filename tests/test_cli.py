@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from proc import run_cli, start_proxy
 
 from authproxy import __version__
-from tests.proc import run_cli, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
