@@ -182,6 +182,9 @@ async def _relay(
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+                # Body bytes, as counted for the proxy's own answers: `body_length` adds the
+                # head and chunk framing, and stays 0 when the body is cut short.
+                exchange.bytes_out += len(chunk)
         except (ClientError, TimeoutError) as error:
             # Headers are gone already: the only honest signal left is to cut the connection,
             # so the client sees a truncated body rather than a complete-looking wrong one.
@@ -193,8 +196,6 @@ async def _relay(
             )
             if request.transport is not None:
                 request.transport.close()
-            exchange.bytes_out = response.body_length
             return response
     await response.write_eof()
-    exchange.bytes_out = response.body_length
     return response

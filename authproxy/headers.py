@@ -64,13 +64,22 @@ def downstream_response_headers(
 
 
 def add_forwarded(headers: CIMultiDict[str], client_ip: str | None, proto: str, host: str) -> None:
-    """Append the client to X-Forwarded-For; set -Proto and -Host unless an earlier proxy did."""
-    if client_ip:
-        previous = headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{previous}, {client_ip}" if previous else client_ip
-    headers.setdefault("X-Forwarded-Proto", proto)
-    if host:
-        headers.setdefault("X-Forwarded-Host", host)
+    """Append this hop to X-Forwarded-For, -Proto and -Host, as each proxy in a chain does.
+
+    Earlier values are kept (joined into one header) so the upstream sees the whole chain; a
+    client can write anything into them, so they are information, never authentication.
+    """
+    for name, value in (
+        ("X-Forwarded-For", client_ip),
+        ("X-Forwarded-Proto", proto),
+        ("X-Forwarded-Host", host),
+    ):
+        if not value:
+            continue
+        previous = headers.getall(name, ())
+        if previous:
+            del headers[name]
+        headers[name] = ", ".join([*previous, value])
 
 
 class LocationRewriter:

@@ -105,7 +105,10 @@ def configure_logging(
         processors=[*shared, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=True,
+        # No caching: a cached module-level logger keeps the stream and processors of the first
+        # configuration, so configuring again (tests, a CLI that reconfigures) silently wrote to
+        # the old stream. One access line per request makes the saved microseconds irrelevant.
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(

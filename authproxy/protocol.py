@@ -1,8 +1,8 @@
 """aiohttp's low-level server, with the proxy's answers to malformed and stalled connections.
 
 aiohttp answers every parse error with a plain-text 400 and logs the offending line (which may hold
-a header value, a token included). Here oversized headers get 431 (RFC 6585 §5), an oversized
-request line 414, everything else a problem+json 400, and the log names only the kind of error.
+a header value, a token included). Here an oversized request line or header gets 431 (RFC 6585 §5),
+everything else a problem+json 400, and the log names only the kind of error.
 A connection that has not completed its first request's headers in `header_timeout` is closed, so a
 slow or stalled client costs a socket for seconds, never a worker.
 """
@@ -23,12 +23,12 @@ log = structlog.get_logger("authproxy.protocol")
 
 
 def status_for_parse_error(error: BaseException | None) -> tuple[int, str]:
+    # LineTooLong does not say which line overflowed: its text is the client's own bytes, so
+    # sniffing it for "url" let a header value choose 414. One status for both (RFC 6585 §5).
     if isinstance(error, LineTooLong):
-        text = str(error.args[0] if error.args else "").lower()
-        if "status line" in text or "request line" in text or "url" in text:
-            return 414, "the request target is too long"
-        return 431, "the request headers are too large"
-    if isinstance(error, HttpProcessingError) and "too many headers" in str(error).lower():
+        return 431, "the request line or headers are too large"
+    # Compare aiohttp's own message exactly: other errors' text embeds client bytes.
+    if isinstance(error, HttpProcessingError) and error.message == "Too many headers received":
         return 431, "the request has too many headers"
     if isinstance(error, BadHttpMethod):
         return 400, "the request method is invalid"

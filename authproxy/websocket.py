@@ -80,9 +80,19 @@ async def proxy_websocket(
             with contextlib.suppress(asyncio.CancelledError):
                 await to_upstream
     finally:
-        await upstream.close()
-        await downstream.close()
+        # Pass each side's close code on here too: once the client's close handshake ends, its
+        # transport closes and handler cancellation can stop `_pump` before it forwarded the code.
+        await upstream.close(code=_sendable(downstream.close_code))
+        if downstream.prepared:
+            await downstream.close(code=_sendable(upstream.close_code))
     return downstream
+
+
+def _sendable(code: int | None) -> int:
+    """A close code that may go on the wire: 1005, 1006 and 1015 never may (RFC 6455 §7.4.1)."""
+    if code is None or code in (1005, 1006, 1015):
+        return 1000
+    return code
 
 
 async def _pump(source: AnySocket, sink: AnySocket) -> None:
@@ -100,5 +110,4 @@ async def _pump(source: AnySocket, sink: AnySocket) -> None:
             await sink.pong(message.data)
         elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
             break
-    code = source.close_code or 1000
-    await sink.close(code=code)
+    await sink.close(code=_sendable(source.close_code))
