@@ -3,17 +3,16 @@
 Every template is compiled here and every name it reads is checked against what will exist when it
 is rendered (login: credentials; refresh: credentials and captures; inject: credentials and the
 captures a login always returns), so a typo is a problem at start rather than a failed request.
-Reads go through `config_load.Node`, which records problems with their key paths.
+Reads go through `config_node.Node`, which records problems with their key paths.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, cast, get_args
+from typing import Literal, cast, get_args
 
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, Preset, PresetProblem
@@ -30,10 +29,8 @@ from authproxy.config import (
     RefreshSpec,
     RequestSpec,
 )
+from authproxy.config_node import Node, did_you_mean, unknown
 from authproxy.secrets import REGISTRY, Secret
-
-if TYPE_CHECKING:  # config_load imports this module; it only hands us its nodes
-    from authproxy.config_load import Node
 
 COMMON_KEYS = ("ttl", "warm", "renew_at", "relogin_after_rejection", "invalid_statuses")
 CUSTOM_KEYS = (
@@ -68,20 +65,6 @@ def parse_auth(node: Node) -> AuthSpec | None:
         where.problem(REGISTRY.scrub(str(exc)))
         return None
     return spec
-
-
-def unknown(noun: str, word: str, choices: Collection[str], *, quote: bool = True) -> str:
-    """`unknown key; did you mean 'password'?`, or the list of choices when none is close."""
-    head = f"unknown {noun} '{word}'" if quote else f"unknown {noun}"
-    if hint := did_you_mean(word, choices):
-        return f"{head}; {hint}"
-    return f"{head}; expected one of: {', '.join(sorted(choices))}" if choices else head
-
-
-def did_you_mean(word: str, choices: Collection[str]) -> str:
-    """`did you mean 'password'?` for the closest choice, or "" when none is close (difflib)."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean '{close[0]}'?" if close else ""
 
 
 # ---- preset flows ----------------------------------------------------------------------------

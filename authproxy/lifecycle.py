@@ -33,7 +33,7 @@ async def serve_until_signalled(proxy: Proxy, on_started: Callable[[], None] | N
         await stop.wait()
     finally:
         log.info("shutting down", grace_seconds=proxy.settings.shutdown_grace)
+        # The handlers stay installed until the loop closes: a second signal during the grace
+        # period must not kill the process mid-shutdown with in-flight requests cut off.
         await proxy.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         log.info("stopped")

@@ -27,6 +27,12 @@ class ProxyProcess:
         await self.drain()
         return code
 
+    async def wait(self) -> int:
+        """Wait for the process to exit on its own (after a signal the test sent itself)."""
+        code = await asyncio.wait_for(self.process.wait(), START_TIMEOUT)
+        await self.drain()
+        return code
+
     async def drain(self) -> None:
         assert self.process.stdout is not None
         rest = await self.process.stdout.read()

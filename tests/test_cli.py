@@ -170,7 +170,7 @@ async def test_serve_forwards_and_stops_gracefully_on_sigterm(
         proxy.process.send_signal(signal.SIGTERM)
         release.set()
         assert await asyncio.wait_for(in_flight, 10) == (200, "finished")
-    assert await proxy.stop() == 0
+    assert await proxy.wait() == 0
     assert "shutting down" in proxy.text
 
 

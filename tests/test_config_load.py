@@ -750,3 +750,136 @@ def test_example_config_names_a_missing_variable() -> None:
     assert [str(p) for p in info.value.problems] == [
         "routes.emnify.auth.password: environment variable EMNIFY_PASSWORD is not set"
     ]
+
+
+# ---- unquoted references in YAML -------------------------------------------------------------
+# YAML ends a plain scalar at `{` inside a flow collection; load_settings must read these anyway.
+
+COSMIC_FLOW = """\
+routes:
+  cosmic:
+    upstream: https://api.cosmicjs.com
+    auth: {preset: cosmic, email: ${COSMIC_EMAIL}, password: ${COSMIC_PASSWORD}}
+"""
+
+
+def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_settings(path, environ=environ or {})
+
+
+def load_problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text, environ)
+    return [str(problem) for problem in info.value.problems]
+
+
+def test_unquoted_references_in_a_flow_mapping(tmp_path: Path) -> None:
+    spec = load(tmp_path, COSMIC_FLOW, COSMIC_ENV).routes[0].auth
+    assert spec is not None
+    email, password = spec.credentials["email"], spec.credentials["password"]
+    assert isinstance(email, Secret)
+    assert (email.origin, email.reveal()) == ("env:COSMIC_EMAIL", "me@example.com")
+    assert (password.origin, password.reveal()) == ("env:COSMIC_PASSWORD", "pw-cosmic-1234")
+
+
+def test_unset_variable_in_a_flow_mapping_is_named_with_its_path(tmp_path: Path) -> None:
+    env = {"COSMIC_EMAIL": "me@example.com"}
+    assert load_problems(tmp_path, COSMIC_FLOW, env) == [
+        "routes.cosmic.auth.password: environment variable COSMIC_PASSWORD is not set"
+    ]
+
+
+def test_embedded_references_in_flow_and_block_context(tmp_path: Path) -> None:
+    text = """\
+        routes:
+          flow: {upstream: https://${HOST}/api, prefix: /${NAME}-x}
+          block:
+            upstream: https://${HOST}:${PORT}/v1
+            auth: {preset: cosmic, email: a@b.c, password: p, invalid_statuses: [${STATUS}, 403]}
+          list: {upstream: 'https://${HOST}', prefix: "/${NAME}"}
+        """
+    env = {"HOST": "h.example", "PORT": "8443", "NAME": "n", "STATUS": "401"}
+    flow, block, quoted = load(tmp_path, text, env).routes
+    assert (flow.upstream, flow.prefix) == (URL("https://h.example/api"), "/n-x")
+    assert block.upstream == URL("https://h.example:8443/v1")
+    assert block.auth is not None
+    assert block.auth.invalid_statuses == {401, 403}
+    assert (quoted.upstream, quoted.prefix) == (URL("https://h.example"), "/n")
+
+
+def test_file_reference_in_a_flow_mapping(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("pw-from-file\n")
+    text = f"""\
+        routes:
+          api: {{upstream: https://a.example, auth: {{preset: cosmic, email: a@b.c,
+                password: ${{file:{secret}}}}}}}
+        """
+    spec = load(tmp_path, text).routes[0].auth
+    assert spec is not None
+    password = spec.credentials["password"]
+    assert (password.origin, password.reveal()) == (f"file:{secret}", "pw-from-file")
+
+
+def test_escaped_reference_stays_literal_in_flow_context(tmp_path: Path) -> None:
+    text = "routes: {api: {upstream: https://a.example, prefix: /$${HOST}/x}}\n"
+    assert load(tmp_path, text, {"HOST": "h.example"}).routes[0].prefix == "/${HOST}/x"
+
+
+def test_malformed_references_in_flow_context_are_problems_with_a_path(tmp_path: Path) -> None:
+    text = "routes: {api: {upstream: https://${HOST, prefix: /${1BAD}}}\n"
+    assert load_problems(tmp_path, text) == [
+        "routes.api.upstream: unclosed '${'; write '$${' for a literal '${'",
+        "routes.api.prefix: '${1BAD}' is neither ${NAME} nor ${file:/path}",
+    ]
+
+
+def test_reference_in_a_comment_is_ignored(tmp_path: Path) -> None:
+    text = """\
+        # export ${UNSET_ONE} first {
+        routes: {api: {upstream: https://a.example}}  # or ${UNSET_TWO}
+        """
+    assert load(tmp_path, text).routes[0].upstream == URL("https://a.example")
+
+
+def test_yaml_error_position_counts_in_the_written_text(tmp_path: Path) -> None:
+    text = "routes:\n  api: {upstream: ${HOST}, x: [${A}, y}\n"
+    (problem,) = load_problems(tmp_path, text)
+    # Line 2, and the column of the stray '}' as the user wrote it, not as the parser saw it.
+    assert problem == "invalid YAML at line 2, column 39: expected ',' or ']', but got '}'"
+
+
+def test_duplicate_keys_written_as_references_are_refused(tmp_path: Path) -> None:
+    text = "routes:\n  ${A}: {upstream: https://a.example}\n  ${A}: {upstream: x}\n"
+    assert load_problems(tmp_path, text) == [
+        "invalid YAML at line 3, column 3: duplicate key '${A}'"
+    ]
+
+
+def test_no_resolved_value_in_problems_from_flow_context(tmp_path: Path) -> None:
+    text = """\
+        routes:
+          api:
+            upstream: ${UPSTREAM}
+            auth: {preset: cosmic, email: ${COSMIC_EMAIL}, password: ${COSMIC_PASSWORD}, ttl: x}
+            timeout: {read: ${READ}}
+        """
+    env = {**COSMIC_ENV, "UPSTREAM": "not-a-url-sekrit-9911", "READ": "sekrit-read"}
+    found = load_problems(tmp_path, text, env)
+    assert found == [
+        "routes.api.upstream: not an http(s) URL with a host, e.g. https://api.example.com",
+        "routes.api.timeout.read: expected a number, got a string",
+        "routes.api.auth.ttl: expected a number, got a string",
+    ]
+    for value in ("sekrit", "pw-cosmic-1234", "me@example.com"):
+        assert value not in "\n".join(found)
+
+
+def test_an_unconstructible_tagged_value_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    config = tmp_path / "tagged.yaml"
+    config.write_text("listen: !!int abc\nroutes: {}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert "explicit YAML tag" in str(caught.value)
