@@ -25,7 +25,9 @@ def token_status(manager: TokenManager, now: float) -> dict[str, object]:
         state = "failed"
     elif grant is None:
         state = "expired" if stats.logins or stats.refreshes else "none"
-    elif grant.expires_at is not None and now >= grant.expires_at:
+    elif not manager.usable(now):
+        # The manager's view, leeway included: a token it will no longer inject is "expired"
+        # here too, not "expiring" for its last seconds.
         state = "expired"
     elif manager.renew_at is not None and now >= manager.renew_at:
         state = "expiring"
@@ -66,7 +68,9 @@ def readiness_failures(managers: Mapping[str, TokenManager], now: float) -> dict
     return {
         name: manager.stats.last_error or "login failed"
         for name, manager in managers.items()
-        if manager.failing(now) and manager.current_grant is None
+        # Not `current_grant is None`: an expired grant is still held but never injected, so a
+        # route whose token expired while its login fails answers 502 and must not read as ready.
+        if manager.failing(now) and not manager.usable(now)
     }
 
 

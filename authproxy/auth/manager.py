@@ -88,7 +88,13 @@ class TokenManager:
             self._grant = make_static_grant(spec, clock.now())
         else:
             stored = store.load(store_key)
-            if stored is not None and not self._expired(stored, clock.now()):
+            # The key does not cover the flow's shape: a token stored under an older custom flow
+            # may lack a value the current inject reads, and would fail every request (KeyError).
+            if (
+                stored is not None
+                and self._injector.accepts(stored)
+                and not self._expired(stored, clock.now())
+            ):
                 self._install(stored, announce=False)
 
     @property
@@ -102,6 +108,15 @@ class TokenManager:
     def failing(self, now: float) -> bool:
         """True while the last login's failure still holds requests off."""
         return self._failure is not None and now < self._retry_at
+
+    def usable(self, now: float) -> bool:
+        """True when a request now gets a token without waiting on a login (fresh or stale).
+
+        An expired grant is kept (its refresh token may still serve) but is never injected, so it
+        does not make the route usable: `/-/ready` must not say 200 while every request gets 502.
+        """
+        grant = self._grant
+        return grant is not None and not self._expired(grant, now)
 
     # ---- the hot path -----------------------------------------------------------------------
 

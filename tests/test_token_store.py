@@ -1,0 +1,206 @@
+"""The token store: a private JSON file of tokens only, keyed by credentials, and survived restarts.
+
+The last test restarts a real `python -m authproxy serve` process with SIGTERM and checks that the
+second process reuses the first one's token: the emulator counts exactly one login.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from aiohttp import ClientSession
+from authfakes import bearer, route, running_proxy, serve, settings_for
+from structlog.testing import capture_logs
+
+from authproxy.auth.clock import ManualClock
+from authproxy.auth.flow import Grant
+from authproxy.emulators import cosmic, emnify
+from authproxy.tokens import FileStore, store_key
+
+PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
+COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
+
+
+def file_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def grant(token: str, expires_at: float | None = 2_000_000_000.0) -> Grant:
+    return Grant(MappingProxyType({"token": token}), expires_at, 1_700_000_000.0)
+
+
+def test_file_store_is_private_json_replaced_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "tokens.json"
+    store = FileStore(str(path))
+    store.save("cosmic:abc", grant("token-one-1111"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    document = json.loads(path.read_text())
+    assert document == {
+        "version": 1,
+        "tokens": {
+            "cosmic:abc": {
+                "values": {"token": "token-one-1111"},
+                "expires_at": 2_000_000_000.0,
+                "obtained_at": 1_700_000_000.0,
+            }
+        },
+    }
+    first_inode = path.stat().st_ino
+    store.save("cosmic:abc", grant("token-two-2222"))
+    # A new file renamed over the old one, never the old one rewritten in place (a crash
+    # mid-write would leave half a file); and no temp file left behind.
+    assert path.stat().st_ino != first_inode
+    assert os.listdir(path.parent) == ["tokens.json"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    reread = FileStore(str(path)).load("cosmic:abc")
+    assert reread is not None
+    assert dict(reread.values) == {"token": "token-two-2222"}
+    store.delete("cosmic:abc")
+    assert json.loads(path.read_text())["tokens"] == {}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[]", b'{"tokens": {"k": {"values": 5}}}', b"\xff\xfe", b""],
+    ids=["syntax", "list", "shape", "binary", "empty"],
+)
+async def test_corrupt_store_is_a_warning_and_a_fresh_start(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_bytes(content)
+    with capture_logs() as logs:
+        store = FileStore(str(path))
+    assert [e["log_level"] for e in logs if e["event"].startswith("token store unreadable")] == [
+        "warning"
+    ]
+    clock = ManualClock()
+    async with serve(cosmic.make_app(clock=clock.now), cosmic.LOGIN_PATH) as emu:
+        settings = settings_for({"cosmic": route(emu.url, **COSMIC)})
+        async with running_proxy(settings, clock, store) as proxy:
+            assert (await proxy.get("/cosmic/x")).status == 200
+    assert emu.state.logins == 1
+    assert list(json.loads(path.read_text())["tokens"]) == [store_key(settings.routes[0])]
+
+
+def test_store_key_follows_credentials_and_upstream() -> None:
+    def key(upstream: str, **auth: object) -> str:
+        return store_key(settings_for({"cosmic": route(upstream, **auth)}).routes[0])
+
+    base = key("http://127.0.0.1:1", **COSMIC)
+    assert key("http://127.0.0.1:1", **COSMIC) == base
+    assert key("http://127.0.0.1:1", **{**COSMIC, "password": "changed-password"}) != base
+    assert key("http://127.0.0.1:2", **COSMIC) != base
+    assert base.startswith("cosmic:")
+    assert PASSWORD not in base
+
+
+async def test_restarted_proxy_reuses_a_valid_stored_token(tmp_path: Path) -> None:
+    path = str(tmp_path / "tokens.json")
+    clock = ManualClock()
+    async with serve(emnify.make_app(clock=clock.now), emnify.LOGIN_PATH) as emu:
+        auth = {"preset": "emnify", "username": "demo@example.com", "password": PASSWORD}
+        settings = settings_for({"emnify": route(emu.url, **auth)})
+        async with running_proxy(settings, clock, FileStore(path)) as proxy:
+            assert (await proxy.get("/emnify/api/v1/endpoint")).status == 200
+        token = bearer(emu.state)
+        text = file_text(path)
+        assert token in text  # tokens are what the file is for...
+        assert PASSWORD not in text  # ...and credentials are not
+        assert emu.state.logins == 1
+
+        clock.advance(60)
+        async with running_proxy(settings, clock, FileStore(path)) as proxy:
+            assert (await proxy.get("/emnify/api/v1/endpoint")).status == 200
+            assert bearer(emu.state) == token
+        assert emu.state.logins == 1
+
+        # A stored token that has expired meanwhile is not reused.
+        clock.advance(240 * 60)
+        async with running_proxy(settings, clock, FileStore(path)) as proxy:
+            assert (await proxy.get("/emnify/api/v1/endpoint")).status == 200
+            assert bearer(emu.state) != token
+        assert emu.state.logins == 2
+
+
+async def test_changed_password_does_not_reuse_the_stored_token(tmp_path: Path) -> None:
+    path = str(tmp_path / "tokens.json")
+    clock = ManualClock()
+    async with serve(cosmic.make_app(clock=clock.now), cosmic.LOGIN_PATH) as emu:
+        settings = settings_for({"cosmic": route(emu.url, **COSMIC)})
+        async with running_proxy(settings, clock, FileStore(path)) as proxy:
+            assert (await proxy.get("/cosmic/x")).status == 200
+        changed = settings_for({"cosmic": route(emu.url, **{**COSMIC, "password": "new-pass"})})
+        async with running_proxy(changed, clock, FileStore(path)) as proxy:
+            # The emulator still knows the old password: the new one must be tried, and fail.
+            assert (await proxy.get("/cosmic/x")).status == 502
+        assert (emu.state.login_attempts, emu.state.logins) == (2, 1)
+
+
+async def test_real_restart_with_sigterm_logs_in_once(tmp_path: Path) -> None:
+    pytest.importorskip("authproxy.config_load")
+    from proc import start_proxy
+
+    store = tmp_path / "state" / "tokens.json"
+    config = tmp_path / "authproxy.yaml"
+    env = {"T_COSMIC_EMAIL": cosmic.DEMO_CREDENTIALS["email"], "T_COSMIC_PASSWORD": PASSWORD}
+    async with serve(cosmic.make_app(), cosmic.LOGIN_PATH) as emu:  # real time, like the process
+        config.write_text(
+            f"token_store: {store}\n"
+            "routes:\n"
+            "  cosmic:\n"
+            f"    upstream: {emu.url}\n"
+            "    auth:\n"
+            "      preset: cosmic\n"
+            "      email: ${T_COSMIC_EMAIL}\n"
+            "      password: ${T_COSMIC_PASSWORD}\n"
+        )
+        args = ("serve", "--config", str(config), "--listen", "127.0.0.1:0")
+        for run in (1, 2):
+            process = await start_proxy(*args, env=env)
+            try:
+                async with (
+                    ClientSession() as http,
+                    http.get(process.url + "/cosmic/v1/buckets") as response,
+                ):
+                    assert response.status == 200, await response.text()
+            finally:
+                code = await process.stop()
+            assert code == 0, process.text
+            assert (emu.state.requests, emu.state.logins) == (run, 1)
+            assert PASSWORD not in process.text
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert PASSWORD not in store.read_text()
+
+
+async def test_token_stored_by_an_older_flow_is_not_reused(tmp_path: Path) -> None:
+    """Same route, upstream and credentials (same key), but the new inject reads a new value."""
+    path = str(tmp_path / "tokens.json")
+    clock = ManualClock()
+    login = {"path": cosmic.LOGIN_PATH, "body": {"email": "{email}", "password": "{password}"}}
+
+    def custom(inject: dict[str, str], extra: dict[str, str]) -> dict[str, object]:
+        return {
+            "credentials": dict(cosmic.DEMO_CREDENTIALS),
+            "login": login,
+            "token": {"key": "token", "extra": extra} if extra else {"key": "token"},
+            "expiry": {"from": "jwt_exp"},
+            "inject": {"headers": inject},
+        }
+
+    async with serve(cosmic.make_app(clock=clock.now), cosmic.LOGIN_PATH) as emu:
+        old = custom({"Authorization": "Bearer {token}"}, {})
+        new = custom({"Authorization": "Bearer {token}", "X-Note": "{note}"}, {"note": "message"})
+        old_settings = settings_for({"c": {"upstream": emu.url, "auth": old}})
+        new_settings = settings_for({"c": {"upstream": emu.url, "auth": new}})
+        assert store_key(old_settings.routes[0]) == store_key(new_settings.routes[0])
+        async with running_proxy(old_settings, clock, FileStore(path)) as proxy:
+            assert (await proxy.get("/c/x")).status == 200
+        async with running_proxy(new_settings, clock, FileStore(path)) as proxy:
+            assert (await proxy.get("/c/x")).status == 200
+            assert emu.state.last_headers is not None
+            assert emu.state.last_headers["X-Note"] == "Token created successfully."
+        assert emu.state.logins == 2
