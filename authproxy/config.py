@@ -172,16 +172,44 @@ class Route:
     auth: AuthSpec | None = None
 
 
-TokenStoreKind = Literal["memory", "file"]
+TokenStoreKind = Literal["memory", "file", "redis"]
 
 
 @dataclass(frozen=True, slots=True)
 class TokenStoreSettings:
-    """`file` keeps tokens across restarts at `path`; `explicit` is False for the default choice."""
+    """Where tokens rest: `memory`, a `file` at `path`, or a shared `redis` server at `url`.
+
+    `explicit` is False when the default file was chosen for the user. `key` (a Fernet key)
+    encrypts tokens at rest in the file and in Redis.
+    """
 
     kind: TokenStoreKind
     path: str | None = None
     explicit: bool = False
+    url: Secret | None = None  # may carry a password: masked like every other secret
+    key: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: `rate` requests per second on average, bursts of up to `burst`."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """A caller of the proxy, known by the SHA-256 of its key.
+
+    `routes` None means every route. Only the digest is kept, so a config dump or a memory
+    inspection never shows a usable key.
+    """
+
+    name: str
+    key_sha256: bytes
+    routes: frozenset[str] | None = None
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +223,8 @@ class Settings:
     header_timeout: float = 10.0
     keepalive_timeout: float = 75.0
     max_header_size: int = 8190
+    clients: tuple[ClientSpec, ...] = ()
+    allow_unauthenticated: bool = False
     source: str = "<config>"
 
     def route(self, name: str) -> Route:

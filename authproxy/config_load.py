@@ -30,10 +30,27 @@ from authproxy.config import (
     TokenStoreSettings,
 )
 from authproxy.config_auth import parse_auth
+from authproxy.config_gateway import (
+    PUBLIC_BIND_PROBLEM,
+    parse_clients,
+    parse_store_key,
+    public_bind_refused,
+    redis_store,
+)
 from authproxy.config_node import Context, Node, Shield, expand_home, home, reason
 from authproxy.errors import ConfigError, ConfigProblem
+from authproxy.secrets import Secret
 
-TOP_KEYS = ("listen", "token_store", "shutdown_grace", "limits", "routes")
+TOP_KEYS = (
+    "listen",
+    "token_store",
+    "token_store_key",
+    "shutdown_grace",
+    "limits",
+    "routes",
+    "clients",
+    "allow_unauthenticated",
+)
 LIMIT_KEYS = ("header_timeout", "keepalive_timeout", "max_header_size")
 ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth")
 
@@ -67,10 +84,15 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     root = Node(data, "", ctx)
     root.keys(TOP_KEYS)
     listen = _listen(root.child("listen"))
-    token_store = _token_store(root.child("token_store"), environ)
+    store_key = parse_store_key(root.child("token_store_key"))
+    token_store = _token_store(root.child("token_store"), environ, store_key)
     grace = root.child("shutdown_grace").number(10.0)
     header_timeout, keepalive_timeout, max_header_size = _limits(root.child("limits"))
     routes = _routes(root.child("routes"))
+    clients = parse_clients(root.child("clients"), {route.name for route in routes})
+    open_door = root.child("allow_unauthenticated").boolean(False)
+    if public_bind_refused(listen, clients, open_door):
+        root.child("listen").problem(PUBLIC_BIND_PROBLEM)
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
     return Settings(
@@ -81,6 +103,8 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         header_timeout=header_timeout,
         keepalive_timeout=keepalive_timeout,
         max_header_size=max_header_size,
+        clients=clients,
+        allow_unauthenticated=open_door,
         source=source,
     )
 
@@ -129,18 +153,21 @@ def _listen(node: Node) -> ListenAddress:
         return ListenAddress()
 
 
-def _token_store(node: Node, environ: Mapping[str, str]) -> TokenStoreSettings:
+def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> TokenStoreSettings:
     if node.missing:
-        return TokenStoreSettings("file", default_token_store_path(environ), explicit=False)
+        path = default_token_store_path(environ)
+        return TokenStoreSettings("file", path, explicit=False, key=key)
+    if (redis := redis_store(node, key)) is not None:
+        return redis
     text = node.string("memory")
     if text == "memory":
-        return TokenStoreSettings("memory", explicit=True)
+        return TokenStoreSettings("memory", explicit=True, key=key)
     if not text:
         node.problem("empty; write 'memory' or a file path")
     path = expand_home(text, environ)
     if os.path.isdir(path):
         node.problem("is a directory; name a file such as tokens.json inside it")
-    return TokenStoreSettings("file", path, explicit=True)
+    return TokenStoreSettings("file", path, explicit=True, key=key)
 
 
 def _limits(node: Node) -> tuple[float, float, int]:

@@ -54,7 +54,7 @@ class RouteAuth(Protocol):
 
     def rejects(self, status: int) -> bool: ...
 
-    async def after_rejection(self, grant: object) -> object: ...
+    async def after_rejection(self, grant: object) -> object | None: ...
 
     def observe(self, grant: object, headers: CIMultiDictProxy[str]) -> None: ...
 
@@ -82,12 +82,16 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     upstream_ms: float | None = None
+    client: str | None = None
+    # Request headers that carried the proxy's own client key: never sent upstream.
+    strip: frozenset[str] = frozenset()
 
 
 async def forward(
     request: web.BaseRequest, runtime: RouteRuntime, url: URL, exchange: Exchange
 ) -> web.StreamResponse:
-    headers = upstream_request_headers(request.headers, runtime.drop_request)
+    drop = runtime.drop_request | exchange.strip if exchange.strip else runtime.drop_request
+    headers = upstream_request_headers(request.headers, drop)
     if runtime.route.forwarded_headers:
         add_forwarded(headers, request.remote, request.scheme, request.host)
     headers["X-Request-Id"] = exchange.request_id
@@ -105,10 +109,13 @@ async def forward(
     upstream = await _send(runtime, request.method, url, headers, body)
     if auth is not None and auth.rejects(upstream.status) and not isinstance(body, StreamReader):
         # The token was refused: renew it once and replay, with headers rebuilt from scratch.
-        upstream.release()
-        grant = await auth.after_rejection(grant)
-        auth.inject(headers, grant)
-        upstream = await _send(runtime, request.method, url, headers, body)
+        # None means no new token is worth a login now; the client then gets this answer.
+        renewed = await auth.after_rejection(grant)
+        if renewed is not None:
+            upstream.release()
+            grant = renewed
+            auth.inject(headers, grant)
+            upstream = await _send(runtime, request.method, url, headers, body)
     exchange.upstream_ms = (asyncio.get_running_loop().time() - started) * 1000
     try:
         if auth is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -20,10 +20,14 @@ from aiohttp import web
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
 from authproxy.auth.manager import TokenManager
+from authproxy.clients import Caller, ClientGate
 from authproxy.config import Route, Settings
+from authproxy.config_gateway import PUBLIC_BIND_PROBLEM, is_loopback, public_bind_refused
 from authproxy.errors import StartupError, UpstreamError
 from authproxy.forward import Exchange, RouteAuth, RouteRuntime, forward
 from authproxy.headers import LocationRewriter
+from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
 from authproxy.protocol import ProxyHttpServer
 from authproxy.routes import RouteTable, UnsafePath
@@ -39,15 +43,6 @@ OwnHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # nginx's convention for "the client went away before the answer": not an HTTP status on the wire.
 CLIENT_CLOSED = 499
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def request_id_of(request: web.BaseRequest) -> str:
@@ -73,23 +68,31 @@ class Proxy:
         self._store = store
         self.managers: dict[str, TokenManager] = {}
         self._runtimes: dict[str, RouteRuntime] = {}
-        self._own: dict[str, OwnHandler] = {
+        self.gate = ClientGate(settings.clients)
+        self.metrics = Metrics()
+        self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
+        # Probes stay open; what describes the upstream accounts needs a client key when
+        # clients are configured.
+        self._open_own: dict[str, OwnHandler] = {
             "/-/health": self._health,
             "/-/ready": self._ready,
+        }
+        self._guarded_own: dict[str, OwnHandler] = {
             "/-/status": self._status,
+            "/-/metrics": self._metrics,
         }
         self._pool: UpstreamPool | None = None
         self._runner: web.ServerRunner | None = None
         self.urls: list[str] = []
-
-    def add_own(self, path: str, handler: OwnHandler) -> None:
-        self._own[path] = handler
 
     def runtime(self, route_name: str) -> RouteRuntime:
         return self._runtimes[route_name]
 
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
+        settings = self.settings
+        if public_bind_refused(settings.listen, settings.clients, settings.allow_unauthenticated):
+            raise StartupError(f"refusing to listen on {settings.listen}: {PUBLIC_BIND_PROBLEM}")
         self._pool = pool = UpstreamPool(self.settings.routes)
         store = self._store if self._store is not None else open_store(self.settings.token_store)
         for route in self.settings.routes:
@@ -106,7 +109,6 @@ class Proxy:
                 drop_request=auth.request_headers if auth else frozenset(),
                 drop_response=auth.response_headers if auth else frozenset(),
             )
-        settings = self.settings
         server = ProxyHttpServer(
             self.handle,
             header_timeout=settings.header_timeout,
@@ -175,6 +177,7 @@ class Proxy:
         started = time.perf_counter()
         exchange = Exchange(request_id=request_id_of(request))
         response: web.StreamResponse | None = None
+        self.metrics.in_flight.inc()
         try:
             response = await self._dispatch(request, exchange)
             return response
@@ -185,6 +188,7 @@ class Proxy:
             exchange.status = exchange.status or CLIENT_CLOSED
             raise
         finally:
+            self.metrics.in_flight.dec()
             if response is not None:
                 exchange.status = exchange.status or response.status
                 if not response.prepared:
@@ -194,6 +198,7 @@ class Proxy:
                 "request",
                 request_id=exchange.request_id,
                 route=exchange.route,
+                client=exchange.client,
                 method=request.method,
                 path=request.raw_path,
                 status=exchange.status,
@@ -201,6 +206,9 @@ class Proxy:
                 bytes_out=exchange.bytes_out,
                 upstream_ms=_ms(exchange.upstream_ms),
                 total_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            self.metrics.request_done(
+                exchange.route, exchange.client, exchange.status, exchange.upstream_ms
             )
 
     async def _dispatch(self, request: web.BaseRequest, exchange: Exchange) -> web.StreamResponse:
@@ -214,10 +222,22 @@ class Proxy:
         if not target.startswith("/"):
             return problem_response(400, "only origin-form request targets (/path) are accepted")
         if target == "/-" or target.startswith("/-/"):
-            own = self._own.get(target.partition("?")[0])
-            if own is None:
-                return problem_response(404, "no such proxy endpoint")
-            return await own(request)
+            return await self._own(request, target.partition("?")[0], exchange)
+        caller: Caller | None = None
+        if self.gate.enabled:
+            # Before routing: an unknown route answers 401 too, so nobody can probe which exist.
+            caller = self.gate.identify(request.headers)
+            if caller is None:
+                return _unauthorized()
+            exchange.client = caller.client.name
+            exchange.strip = frozenset({caller.carrier.lower()})
+            if wait := self.gate.retry_after(caller.client):
+                return problem_response(
+                    429,
+                    "this client's rate limit is used up; retry later",
+                    kind="rate-limited",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
         try:
             match = self.table.match(target)
         except UnsafePath:
@@ -225,8 +245,34 @@ class Proxy:
         if match is None:
             return problem_response(404, "no route matches this path", kind="unknown-route")
         exchange.route = match.route.name
+        if caller is not None and not self.gate.allows(caller.client, match.route.name):
+            return problem_response(
+                403,
+                "this client may not use this route",
+                kind="route-forbidden",
+                route=match.route.name,
+            )
         return await forward(
             request, self._runtimes[match.route.name], match.upstream_url, exchange
+        )
+
+    async def _own(
+        self, request: web.BaseRequest, path: str, exchange: Exchange
+    ) -> web.StreamResponse:
+        if (handler := self._open_own.get(path)) is not None:
+            return await handler(request)
+        if (handler := self._guarded_own.get(path)) is None:
+            return problem_response(404, "no such proxy endpoint")
+        if self.gate.enabled:
+            caller = self.gate.identify(request.headers)
+            if caller is None:
+                return _unauthorized()
+            exchange.client = caller.client.name
+        return await handler(request)
+
+    async def _metrics(self, _request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
 
     async def _health(self, _request: web.BaseRequest) -> web.StreamResponse:
@@ -255,3 +301,12 @@ def _url_of(address: object) -> str:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _unauthorized() -> web.Response:
+    return problem_response(
+        401,
+        "a client key is required: send it as X-Authproxy-Key or Authorization: Bearer",
+        kind="client-unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="authproxy"'},
+    )

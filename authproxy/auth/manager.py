@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 import structlog
@@ -36,6 +37,9 @@ BACKOFF_START, BACKOFF_CAP = 1.0, 300.0
 # Never inject a token this close to its expiry: it would arrive expired. Capped so that a token
 # of a few seconds keeps most of its life.
 EXPIRY_LEEWAY_SHARE, EXPIRY_LEEWAY_CAP = 0.02, 5.0
+# A token that was obtained because of a 401 and is itself refused this soon is not stale: the
+# upstream refuses something else. Logging in again would only repeat that, once per request.
+REFUSED_AGAIN_WINDOW = 10.0
 
 
 @dataclass(slots=True)
@@ -47,6 +51,8 @@ class AuthStats:
     last_outcome: str | None = None
     last_error: str | None = None
     recent_errors: list[str] = field(default_factory=list)
+    login_outcomes: Counter[str] = field(default_factory=Counter)
+    refresh_outcomes: Counter[str] = field(default_factory=Counter)
 
 
 class TokenManager:
@@ -84,6 +90,7 @@ class TokenManager:
         self._retry_at = 0.0
         self._backoff = BACKOFF_START
         self._used_since_login = False
+        self._relogin_grant: Grant | None = None
         if spec.is_static:
             self._grant = make_static_grant(spec, clock.now())
         else:
@@ -142,14 +149,31 @@ class TokenManager:
     def rejects(self, status: int) -> bool:
         return status in self.spec.invalid_statuses and not self.spec.is_static
 
-    async def after_rejection(self, grant: object) -> Grant:
-        """The upstream refused `grant`: drop it if it is still ours, then get one new grant."""
+    async def after_rejection(self, grant: object) -> Grant | None:
+        """The upstream refused `grant`: drop it if it is still ours, then get one new grant.
+
+        None means no login is worth making now (the refused token was itself obtained after a
+        refusal, moments ago); the caller then passes the upstream's answer on.
+        """
         if grant is self._grant and self._inflight is None:
+            relogin = self._relogin_grant
+            if (
+                relogin is not None
+                and grant is relogin
+                and self._clock.now() - relogin.obtained_at < REFUSED_AGAIN_WINDOW
+            ):
+                log.warning(
+                    "the upstream refused a token obtained moments ago; not logging in again",
+                    route=self.route,
+                )
+                return None
             log.info("token refused by the upstream; logging in again", route=self.route)
             self._drop()
         if self._grant is not None and self._grant is not grant:
             return self._grant
-        return await self._obtain()
+        renewed = await self._obtain()
+        self._relogin_grant = renewed
+        return renewed
 
     def observe(self, grant: object, headers: CIMultiDictProxy[str]) -> None:
         adopt = self.spec.adopt
@@ -222,6 +246,7 @@ class TokenManager:
                 )
             except LoginFailed as error:
                 self.stats.refreshes += 1
+                self.stats.refresh_outcomes[_outcome(error)] += 1
                 log.info(
                     "refresh failed; logging in with credentials",
                     route=self.route,
@@ -229,10 +254,16 @@ class TokenManager:
                 )
             else:
                 self.stats.refreshes += 1
+                self.stats.refresh_outcomes["ok"] += 1
                 self.stats.last_outcome = "refreshed"
                 return grant
         self.stats.logins += 1
-        grant = await self._driver.run(login_flow(self.spec, self.route, self._clock.now()))
+        try:
+            grant = await self._driver.run(login_flow(self.spec, self.route, self._clock.now()))
+        except LoginFailed as error:
+            self.stats.login_outcomes[_outcome(error)] += 1
+            raise
+        self.stats.login_outcomes["ok"] += 1
         self.stats.last_outcome = "ok"
         return grant
 
@@ -242,8 +273,13 @@ class TokenManager:
         self._failure = None
         self._backoff = BACKOFF_START
         self._used_since_login = False
-        self._renew_at = renew_deadline(
-            grant.obtained_at, grant.expires_at, self.spec.renew_at, self._rng.random()
+        # Static credentials cannot be renewed: they are used until the upstream refuses them.
+        self._renew_at = (
+            None
+            if self.spec.is_static
+            else renew_deadline(
+                grant.obtained_at, grant.expires_at, self.spec.renew_at, self._rng.random()
+            )
         )
         self._save(grant)
         if announce:
@@ -293,3 +329,7 @@ class TokenManager:
             upstream_status=error.upstream_status,
             retry_in_seconds=round(wait, 1),
         )
+
+
+def _outcome(error: LoginFailed) -> str:
+    return "rejected" if isinstance(error, LoginRejected) else "unavailable"
