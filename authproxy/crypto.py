@@ -1,0 +1,106 @@
+"""Tokens at rest, encrypted: a Fernet cipher, an identity cipher, and seal/unseal for documents.
+
+A store shared by a team (Redis) or left on a laptop (the token file) holds live bearer tokens, so
+with a key configured they are written as Fernet tokens (AES-128-CBC + HMAC-SHA256, with a
+timestamp). Anything that cannot be decrypted, whether by a rotated key or a tampered or plain
+value, reads as *absent*: the proxy logs in again instead of crashing.
+
+The key never appears in a repr, an error message or a log line: it is registered with the
+redaction registry on parse, and errors describe the expected shape, never the input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from authproxy.secrets import REGISTRY
+
+KEY_ERROR = "not a valid Fernet key: expected 32 url-safe base64-encoded bytes"
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}=")
+
+
+class Cipher(Protocol):
+    def encrypt(self, plaintext: bytes) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> bytes | None: ...
+
+
+class TokenCipher:
+    """Fernet encryption under one key; `decrypt` answers None for anything it cannot open."""
+
+    __slots__ = ("_fernet",)
+
+    def __init__(self, fernet: Fernet) -> None:
+        self._fernet = fernet
+
+    @classmethod
+    def from_key(cls, text: str) -> TokenCipher:
+        """Parse a key as `generate_key` prints it; whitespace around it (a key file) is ignored."""
+        key = text.strip()
+        try:
+            # Fernet alone accepts trailing text after the padding; one spelling per key is safer.
+            if not _KEY_SHAPE.fullmatch(key):
+                raise ValueError
+            fernet = Fernet(key.encode())
+        except (ValueError, TypeError):
+            # `from None`: the cause's text is the codec's view of the key, which we never show.
+            raise ValueError(KEY_ERROR) from None
+        REGISTRY.add(key)
+        return cls(fernet)
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        return self._fernet.encrypt(plaintext)
+
+    def decrypt(self, token: bytes) -> bytes | None:
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken:
+            # A wrong key, a tampered value or a value stored without a key: all mean "absent".
+            return None
+
+    def __repr__(self) -> str:
+        return "TokenCipher(<key redacted>)"
+
+    __str__ = __repr__
+
+
+class NullCipher:
+    """The identity: used when no key is configured, so stored tokens are plain JSON."""
+
+    __slots__ = ()
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        return plaintext
+
+    def decrypt(self, token: bytes) -> bytes | None:
+        return token
+
+    def __repr__(self) -> str:
+        return "NullCipher()"
+
+
+def generate_key() -> str:
+    """A fresh random key, as `authproxy keygen` prints it."""
+    return Fernet.generate_key().decode("ascii")
+
+
+def seal(document: dict[str, object], cipher: Cipher) -> str:
+    """`document` as JSON, encrypted; ASCII text either way (JSON escapes non-ASCII, and Fernet
+    tokens are url-safe base64), so it fits a JSON file or a Redis string unchanged."""
+    plaintext = json.dumps(document, separators=(",", ":")).encode("ascii")
+    return cipher.encrypt(plaintext).decode("ascii")
+
+
+def unseal(text: str, cipher: Cipher) -> dict[str, object] | None:
+    """The document `seal` wrote, or None when it cannot be decrypted or is not a JSON object."""
+    try:
+        plaintext = cipher.decrypt(text.encode())
+        document = json.loads(plaintext) if plaintext is not None else None
+    # ValueError covers bad JSON and undecodable bytes; RecursionError, absurd nesting.
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
