@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types unit clean
+.PHONY: run test lint types unit clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("authproxy needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -27,7 +27,12 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
+	sh tools/test-services.sh
 	$(BIN)/pytest
+
+# Not part of `make test`: several minutes of load on this machine (see bench/run.py).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

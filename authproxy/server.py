@@ -31,7 +31,8 @@ from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
 from authproxy.protocol import ProxyHttpServer
 from authproxy.routes import RouteTable, UnsafePath
-from authproxy.status import readiness_failures, render_status_html, status_document
+from authproxy.status import readiness_failures, status_document
+from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
 from authproxy.tokens import TokenStore, open_store, store_key
 from authproxy.upstreams import UpstreamPool, timeout_for

@@ -5,7 +5,6 @@ Only states, times and counters: a status document never holds a token or a cred
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -72,53 +71,3 @@ def readiness_failures(managers: Mapping[str, TokenManager], now: float) -> dict
         # route whose token expired while its login fails answers 502 and must not read as ready.
         if manager.failing(now) and not manager.usable(now)
     }
-
-
-def render_status_html(document: Mapping[str, object]) -> str:
-    rows = []
-    routes = document.get("routes")
-    assert isinstance(routes, dict)
-    for name, info in routes.items():
-        token = info.get("token") or {}
-        last = token.get("last_login") or {}
-        cells = [
-            name,
-            info.get("prefix"),
-            info.get("upstream"),
-            info.get("preset") or "-",
-            token.get("state", "no auth"),
-            token.get("expires_at") or "-",
-            token.get("expires_in_seconds") if token.get("expires_in_seconds") is not None else "-",
-            f"{last.get('outcome') or '-'} {last.get('at') or ''}",
-            token.get("logins", "-"),
-            token.get("refreshes", "-"),
-            "; ".join(token.get("recent_errors", [])) or "-",
-        ]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    heads = (
-        "Route",
-        "Prefix",
-        "Upstream",
-        "Preset",
-        "Token",
-        "Expires at",
-        "Seconds left",
-        "Last login",
-        "Logins",
-        "Refreshes",
-        "Recent errors",
-    )
-    head = "".join(f"<th>{h}</th>" for h in heads)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>authproxy status</title>
-<meta http-equiv="refresh" content="5">
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: .4rem .7rem; text-align: left; }}
-th {{ background: #f3f3f3; }}
-</style></head>
-<body><h1>authproxy</h1><p>As of {html.escape(str(document.get("now")))}</p>
-<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
-</body></html>
-"""
