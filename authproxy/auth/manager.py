@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import structlog
@@ -26,8 +26,10 @@ from authproxy.auth.expiry import renew_deadline
 from authproxy.auth.flow import Grant, adopt_from_response, can_refresh, login_flow, refresh_flow
 from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.inject import CompiledInjector
+from authproxy.auth.shared import SharedTokens
 from authproxy.config import AuthSpec
 from authproxy.errors import LoginFailed, LoginRejected, LoginUnavailable
+from authproxy.redis_store import StoreUnavailable
 from authproxy.tasks import Tasks
 from authproxy.tokens import TokenStore
 
@@ -40,6 +42,7 @@ EXPIRY_LEEWAY_SHARE, EXPIRY_LEEWAY_CAP = 0.02, 5.0
 # A token that was obtained because of a 401 and is itself refused this soon is not stale: the
 # upstream refuses something else. Logging in again would only repeat that, once per request.
 REFUSED_AGAIN_WINDOW = 10.0
+PUBLISH_RETRY_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class TokenManager:
         clock: Clock,
         tasks: Tasks,
         rng: random.Random | None = None,
+        shared: SharedTokens | None = None,
     ) -> None:
         self.route = route
         self.spec = spec
@@ -76,6 +80,11 @@ class TokenManager:
         self._driver = driver
         self._store = store
         self._key = store_key
+        self._shared = None if spec.is_static else shared
+        self._shared_down = False
+        self._publishing = False
+        # Tokens the upstream refused: never taken back from the shared store.
+        self._refused: deque[str] = deque(maxlen=4)
         self._clock = clock
         self._tasks = tasks
         self._rng = rng or random.Random()
@@ -169,11 +178,24 @@ class TokenManager:
                 return None
             log.info("token refused by the upstream; logging in again", route=self.route)
             self._drop()
+            if grant is not None:
+                await self._forget_refused(grant)
         if self._grant is not None and self._grant is not grant:
             return self._grant
         renewed = await self._obtain()
         self._relogin_grant = renewed
         return renewed
+
+    async def _forget_refused(self, grant: Grant) -> None:
+        token = grant.values.get("token")
+        if token is None:
+            return
+        self._refused.append(token)
+        if self._shared is not None:
+            try:
+                await self._shared.forget(self._key, token)
+            except StoreUnavailable:
+                self._store_unreachable()
 
     def observe(self, grant: object, headers: CIMultiDictProxy[str]) -> None:
         adopt = self.spec.adopt
@@ -219,7 +241,7 @@ class TokenManager:
 
     async def _login_into(self, future: asyncio.Future[Grant]) -> None:
         try:
-            grant = await self._renew_or_login()
+            grant, obtained = await self._obtain_grant()
         except LoginFailed as error:
             self._record_failure(error)
             future.set_exception(error)
@@ -232,10 +254,73 @@ class TokenManager:
             self._record_failure(failure)
             future.set_exception(failure)
         else:
-            self._install(grant, announce=True)
+            self._install(grant, announce=obtained)
             future.set_result(grant)
         finally:
             self._inflight = None
+
+    async def _obtain_grant(self) -> tuple[Grant, bool]:
+        """A new grant and whether this process logged in for it (False: another one did)."""
+        if self._shared is None:
+            return await self._renew_or_login(), True
+        try:
+            outcome = await self._shared.obtain(self._key, self._acceptable, self._renew_or_login)
+        except StoreUnavailable:
+            # No request fails only because the shared store is down: log in here, share later.
+            self._store_unreachable()
+            grant = await self._renew_or_login()
+            self._publish_later()
+            return grant, True
+        if self._shared_down:
+            self._shared_down = False
+            log.info("shared token store reachable again", route=self.route)
+        if not outcome.published:
+            self._store_unreachable()
+            self._publish_later()
+        return outcome.grant, outcome.logged_in
+
+    def _acceptable(self, grant: Grant) -> bool:
+        """Whether a grant found in the shared store can be used instead of logging in."""
+        if self._expired(grant, self._clock.now()) or not self._injector.accepts(grant):
+            return False
+        if grant.values.get("token") in self._refused:
+            return False
+        # Renewing: only a different token than the one held now is of any help.
+        current = self._grant
+        return current is None or grant.values != current.values
+
+    def _store_unreachable(self) -> None:
+        if not self._shared_down:
+            self._shared_down = True
+            log.warning(
+                "shared token store unreachable; logging in locally and sharing the token later",
+                route=self.route,
+            )
+
+    def _publish_later(self) -> None:
+        if not self._publishing:
+            self._publishing = True
+            self._tasks.spawn(self._publish_when_back(), name=f"publish:{self.route}")
+
+    async def _publish_when_back(self) -> None:
+        """Retry sharing the held grant until the store answers; adopt a better one found there."""
+        assert self._shared is not None
+        try:
+            while (grant := self._grant) is not None:
+                await self._clock.sleep_until(self._clock.now() + PUBLISH_RETRY_SECONDS)
+                if self._grant is not grant:
+                    continue
+                try:
+                    shared = await self._shared.publish(self._key, grant, self._acceptable)
+                except StoreUnavailable:
+                    continue
+                if shared is not grant and self._grant is grant:
+                    self._install(shared, announce=False)
+                self._shared_down = False
+                log.info("token shared again after the store came back", route=self.route)
+                return
+        finally:
+            self._publishing = False
 
     async def _renew_or_login(self) -> Grant:
         current = self._grant
