@@ -19,6 +19,7 @@ from authproxy import __version__
 from authproxy.config import Settings
 from authproxy.config_describe import describe_settings
 from authproxy.config_load import load_settings, parse_listen
+from authproxy.crypto import generate_key
 from authproxy.demo import run_demo
 from authproxy.errors import ConfigError, ConfigProblem, StartupError
 from authproxy.lifecycle import serve_until_signalled
@@ -54,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    commands.add_parser(
+        "keygen",
+        help="print a new key for token_store_key (encrypts stored tokens)",
+        description="Print a new random Fernet key. Keep it like a password; give it to the "
+        "proxy as token_store_key: ${AUTHPROXY_TOKEN_KEY} (or ${file:...}).",
+    )
 
     demo = commands.add_parser(
         "demo", help="run the proxy in front of built-in emulators of the five supported APIs"
@@ -96,11 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.config, expand=args.expand)
         if args.command == "status":
             return _status(args.config, as_json=args.json)
+        if args.command == "keygen":
+            print(generate_key())
+            return EXIT_OK
         as_json = {"auto": None, "json": True, "console": False}[args.log_format]
         configure_logging(level=args.log_level, json=as_json)
         if args.command == "serve":
             settings = _with_listen(_load(args.config), args.listen)
-            return _run(lambda: _serve(settings), args.loop)
+
+            def reread() -> Settings:
+                return _with_listen(_load(args.config), args.listen)
+
+            return _run(lambda: _serve(settings, reread), args.loop)
         if args.command == "demo":
             return _run(lambda: run_demo(args.listen), args.loop)
     except ConfigError as error:
@@ -174,6 +189,5 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
     return uvloop.new_event_loop
 
 
-async def _serve(settings: Settings) -> None:
-    proxy = Proxy(settings)
-    await serve_until_signalled(proxy)
+async def _serve(settings: Settings, reread: Callable[[], Settings]) -> None:
+    await serve_until_signalled(Proxy(settings), reload=reread)

@@ -8,16 +8,25 @@ from collections.abc import Callable
 
 import structlog
 
+from authproxy.config import Settings
+from authproxy.errors import ConfigError
 from authproxy.server import Proxy
 
 log = structlog.get_logger("authproxy")
 
 
-async def serve_until_signalled(proxy: Proxy, on_started: Callable[[], None] | None = None) -> None:
+async def serve_until_signalled(
+    proxy: Proxy,
+    on_started: Callable[[], None] | None = None,
+    reload: Callable[[], Settings] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT; on SIGHUP, `reload()` reads the config again and applies it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reloader(proxy, reload))
     await proxy.start()
     log.info(
         "authproxy listening",
@@ -37,3 +46,20 @@ async def serve_until_signalled(proxy: Proxy, on_started: Callable[[], None] | N
         # period must not kill the process mid-shutdown with in-flight requests cut off.
         await proxy.stop()
         log.info("stopped")
+
+
+def _reloader(proxy: Proxy, reload: Callable[[], Settings]) -> Callable[[], None]:
+    def on_sighup() -> None:
+        log.info("SIGHUP: reading the config again")
+        try:
+            settings = reload()
+        except ConfigError as error:
+            # None of the new config is applied: the old one stays in force, whole.
+            log.error(
+                "config reload failed; keeping the running config",
+                problems=[str(problem) for problem in error.problems],
+            )
+            return
+        proxy.reload(settings)
+
+    return on_sighup

@@ -49,7 +49,7 @@ from authproxy.auth.flow import Grant
 from authproxy.crypto import Cipher, seal, unseal
 from authproxy.errors import AuthproxyError
 from authproxy.secrets import REGISTRY
-from authproxy.tokens import _grant_from, _grant_to
+from authproxy.tokens import grant_from_document, grant_to_document
 
 log = structlog.get_logger("authproxy.redis_store")
 
@@ -136,7 +136,7 @@ class RedisTokenStore:
         ttl = 0
         if grant.expires_at is not None:
             ttl = max(1000, int((grant.expires_at - time.time() + self._grace) * 1000))
-        sealed = seal(_grant_to(grant), self._cipher)
+        sealed = seal(grant_to_document(grant), self._cipher)
         written = self._save(keys=[_name("token", key)], args=[fence, sealed, ttl])
         return bool(await self._call(written))
 
@@ -179,7 +179,7 @@ class RedisTokenStore:
         text = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
         document = unseal(text, self._cipher)
         try:
-            grant = None if document is None else _grant_from(document)
+            grant = None if document is None else grant_from_document(document)
         except (KeyError, TypeError):
             grant = None
         if grant is None:

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import structlog
 from aiohttp import web
@@ -20,21 +21,23 @@ from aiohttp import web
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
 from authproxy.auth.manager import TokenManager
+from authproxy.auth.shared import SharedTokens
 from authproxy.clients import Caller, ClientGate
 from authproxy.config import Route, Settings
 from authproxy.config_gateway import PUBLIC_BIND_PROBLEM, is_loopback, public_bind_refused
 from authproxy.errors import StartupError, UpstreamError
-from authproxy.forward import Exchange, RouteAuth, RouteRuntime, forward
+from authproxy.forward import Exchange, RouteRuntime, forward
 from authproxy.headers import LocationRewriter
 from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
 from authproxy.protocol import ProxyHttpServer
+from authproxy.redis_store import RedisTokenStore
 from authproxy.routes import RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
-from authproxy.tokens import TokenStore, open_store, store_key
+from authproxy.tokens import MemoryStore, TokenStore, cipher_for, open_store, store_key
 from authproxy.upstreams import UpstreamPool, timeout_for
 
 log = structlog.get_logger("authproxy.server")
@@ -83,6 +86,9 @@ class Proxy:
             "/-/metrics": self._metrics,
         }
         self._pool: UpstreamPool | None = None
+        self._local: TokenStore = MemoryStore()
+        self._redis: RedisTokenStore | None = None
+        self._shared: SharedTokens | None = None
         self._runner: web.ServerRunner | None = None
         self.urls: list[str] = []
 
@@ -94,22 +100,10 @@ class Proxy:
         settings = self.settings
         if public_bind_refused(settings.listen, settings.clients, settings.allow_unauthenticated):
             raise StartupError(f"refusing to listen on {settings.listen}: {PUBLIC_BIND_PROBLEM}")
-        self._pool = pool = UpstreamPool(self.settings.routes)
-        store = self._store if self._store is not None else open_store(self.settings.token_store)
-        for route in self.settings.routes:
-            auth = self._manager_for(route, pool, store)
-            upstream_base = route.upstream.raw_path.rstrip("/")
-            self._runtimes[route.name] = RouteRuntime(
-                route=route,
-                session=pool.session(route.name),
-                timeout=timeout_for(route),
-                rewriter=LocationRewriter(
-                    str(route.upstream.origin()), upstream_base, route.prefix
-                ),
-                auth=auth,
-                drop_request=auth.request_headers if auth else frozenset(),
-                drop_response=auth.response_headers if auth else frozenset(),
-            )
+        self._pool = UpstreamPool(settings.routes)
+        self._local = self._store if self._store is not None else open_store(settings.token_store)
+        await self._open_shared_store()
+        self._apply_routes(settings, {})
         server = ProxyHttpServer(
             self.handle,
             header_timeout=settings.header_timeout,
@@ -142,22 +136,85 @@ class Proxy:
                 listen=str(listen),
             )
 
-    def _manager_for(self, route: Route, pool: UpstreamPool, store: TokenStore) -> RouteAuth | None:
+    async def _open_shared_store(self) -> None:
+        store = self.settings.token_store
+        if store.kind != "redis" or store.url is None:
+            return
+        self._redis = RedisTokenStore(store.url.reveal(), cipher_for(store))
+        self._shared = SharedTokens(self._redis)
+        if not await self._redis.ping():
+            log.warning("shared token store unreachable at start; logging in locally until it is")
+
+    def _apply_routes(self, settings: Settings, previous: dict[str, TokenManager]) -> None:
+        """Build every route's runtime, then switch to them all at once (no await in between).
+
+        A token manager in `previous` is kept when its route's auth and credentials did not
+        change, so a reload does not log in again; requests in flight keep the objects they hold.
+        """
+        assert self._pool is not None
+        managers: dict[str, TokenManager] = {}
+        runtimes: dict[str, RouteRuntime] = {}
+        for route in settings.routes:
+            self._pool.add(route)
+            auth = self._manager_for(route, previous.get(route.name))
+            if auth is not None:
+                managers[route.name] = auth
+            runtimes[route.name] = self._runtime_for(route, auth)
+        self.settings = settings
+        self.table = RouteTable(settings.routes)
+        self.gate = ClientGate(settings.clients)
+        self.managers = managers
+        self._runtimes = runtimes
+
+    def _runtime_for(self, route: Route, auth: TokenManager | None) -> RouteRuntime:
+        assert self._pool is not None
+        return RouteRuntime(
+            route=route,
+            session=self._pool.session(route.name),
+            timeout=timeout_for(route),
+            rewriter=LocationRewriter(
+                str(route.upstream.origin()), route.upstream.raw_path.rstrip("/"), route.prefix
+            ),
+            auth=auth,
+            drop_request=auth.request_headers if auth else frozenset(),
+            drop_response=auth.response_headers if auth else frozenset(),
+        )
+
+    def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
         if route.auth is None:
             return None
-        session = pool.session(route.name)
+        key = store_key(route)
+        if previous is not None and previous.spec == route.auth and previous.store_key == key:
+            return previous
+        assert self._pool is not None
+        session = self._pool.session(route.name)
         driver = AuthDriver(route.name, session, route.upstream.origin(), timeout_for(route))
-        manager = TokenManager(
+        return TokenManager(
             route.name,
             route.auth,
             driver=driver,
-            store=store,
-            store_key=store_key(route),
+            store=self._local,
+            store_key=key,
             clock=self.clock,
             tasks=self.tasks,
+            shared=self._shared,
         )
-        self.managers[route.name] = manager
-        return manager
+
+    def reload(self, new: Settings) -> None:
+        """Apply a new config to new requests; in-flight ones finish with what they started with.
+
+        `listen` and `token_store` need a restart: they are kept as they are, and logged.
+        """
+        old = self.settings
+        for key, changed in (
+            ("listen", new.listen != old.listen),
+            ("token_store", new.token_store != old.token_store),
+        ):
+            if changed:
+                log.warning("config change needs a restart to take effect", key=key)
+        kept = replace(new, listen=old.listen, token_store=old.token_store)
+        self._apply_routes(kept, self.managers)
+        log.info("config reloaded", routes=[route.name for route in kept.routes])
 
     async def _warm(self, manager: TokenManager) -> None:
         # A failure is logged by the manager, and requests will get the 502 with its reason.
@@ -170,6 +227,9 @@ class Proxy:
             await self._runner.cleanup()
             self._runner = None
         await self.tasks.close()
+        if self._redis is not None:
+            await self._redis.close()
+            self._redis = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

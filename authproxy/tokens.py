@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import structlog
 
 from authproxy.auth.flow import Grant
 from authproxy.config import Route, TokenStoreSettings
+from authproxy.crypto import Cipher, NullCipher, TokenCipher, seal, unseal
 from authproxy.secrets import REGISTRY
 
 log = structlog.get_logger("authproxy.tokens")
@@ -64,9 +64,10 @@ class MemoryStore:
 class FileStore(MemoryStore):
     """A MemoryStore mirrored to a file on every change (changes are rare: logins, refreshes)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, cipher: Cipher | None = None) -> None:
         super().__init__()
         self.path = Path(path)
+        self._cipher: Cipher = cipher or NullCipher()
         self._grants.update(self._read())
 
     def save(self, key: str, grant: Grant) -> None:
@@ -80,9 +81,15 @@ class FileStore(MemoryStore):
 
     def _read(self) -> dict[str, Grant]:
         try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
+            text = self.path.read_text(encoding="utf-8")
+            document = unseal(text.strip(), self._cipher) if text.strip() else None
+            if document is None:
+                # Written with another key (or none): unreadable here, so treated as absent.
+                raise ValueError("cannot be decrypted with the configured token_store_key")
             entries = document["tokens"]
-            grants = {key: _grant_from(entry) for key, entry in entries.items()}
+            if not isinstance(entries, dict):
+                raise TypeError("tokens")
+            grants = {str(key): grant_from_document(entry) for key, entry in entries.items()}
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -99,14 +106,14 @@ class FileStore(MemoryStore):
     def _write(self) -> None:
         document = {
             "version": FILE_VERSION,
-            "tokens": {key: _grant_to(grant) for key, grant in self._grants.items()},
+            "tokens": {key: grant_to_document(grant) for key, grant in self._grants.items()},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 os.fchmod(handle.fileno(), 0o600)
-                json.dump(document, handle)
+                handle.write(seal(document, self._cipher))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.path)
@@ -116,7 +123,7 @@ class FileStore(MemoryStore):
             raise
 
 
-def _grant_to(grant: Grant) -> dict[str, object]:
+def grant_to_document(grant: Grant) -> dict[str, object]:
     return {
         "values": dict(grant.values),
         "expires_at": grant.expires_at,
@@ -124,7 +131,7 @@ def _grant_to(grant: Grant) -> dict[str, object]:
     }
 
 
-def _grant_from(entry: dict[str, object]) -> Grant:
+def grant_from_document(entry: dict[str, object]) -> Grant:
     values = entry["values"]
     expires_at = entry["expires_at"]
     obtained_at = entry["obtained_at"]
@@ -137,11 +144,18 @@ def _grant_from(entry: dict[str, object]) -> Grant:
     return Grant(MappingProxyType(dict(values)), expires_at, float(obtained_at))
 
 
+def cipher_for(settings: TokenStoreSettings) -> Cipher:
+    return NullCipher() if settings.key is None else TokenCipher.from_key(settings.key.reveal())
+
+
 def open_store(settings: TokenStoreSettings) -> TokenStore:
-    """The configured store; an unwritable default file falls back to memory with a warning."""
-    if settings.kind == "memory" or settings.path is None:
+    """The configured local store; an unwritable file falls back to memory with a warning.
+
+    With a shared (Redis) store, each process keeps its own copy in memory.
+    """
+    if settings.kind in ("memory", "redis") or settings.path is None:
         return MemoryStore()
-    store = FileStore(settings.path)
+    store = FileStore(settings.path, cipher_for(settings))
     try:
         store.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         probe = tempfile.NamedTemporaryFile(dir=store.path.parent, prefix=".probe-")  # noqa: SIM115

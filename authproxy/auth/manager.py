@@ -80,6 +80,7 @@ class TokenManager:
         self._driver = driver
         self._store = store
         self._key = store_key
+        self.store_key = store_key
         self._shared = None if spec.is_static else shared
         self._shared_down = False
         self._publishing = False

@@ -16,7 +16,7 @@ from authproxy.redis_store import RedisTokenStore, StoreUnavailable
 
 # A lease well under 15 s: a dead holder blocks others for at most this long, and the holder
 # extends it every third of it while a slow login is still running.
-LOCK_LEASE = 10.0
+LOCK_LEASE = 6.0
 
 Acceptable = Callable[[Grant], bool]
 
