@@ -18,6 +18,20 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
+NO_AUTH_TOKEN: dict[str, object] = {
+    "state": "none",
+    "static": False,
+    "expires_at": None,
+    "expires_in_seconds": None,
+    "obtained_at": None,
+    "last_login": {"at": None, "outcome": None},
+    "logins": 0,
+    "refreshes": 0,
+    "failures": 0,
+    "recent_errors": [],
+}
+
+
 def token_status(manager: TokenManager, now: float) -> dict[str, object]:
     grant, stats = manager.current_grant, manager.stats
     if manager.failing(now):
@@ -57,7 +71,9 @@ def status_document(
             "prefix": route.prefix,
             "upstream": str(route.upstream),
             "preset": route.auth.preset if route.auth else None,
-            "token": token_status(manager, now) if manager else None,
+            "auth": manager is not None,
+            # Same shape for every route, so a client can read token.state without a special case.
+            "token": token_status(manager, now) if manager else NO_AUTH_TOKEN,
         }
     return {"now": iso(now), "routes": routes}
 

@@ -81,7 +81,7 @@ def render_status_html(document: Mapping[str, Any]) -> str:
 def _row(name: str, info: Mapping[str, Any]) -> str:
     token: Mapping[str, Any] = info.get("token") or {}
     last: Mapping[str, Any] = token.get("last_login") or {}
-    state = str(token.get("state", "no auth"))
+    state = str(token.get("state", "none")) if info.get("auth", True) else "no auth"
     colour = STATE_COLOURS.get(state, "#57606a")
     seconds = token.get("expires_in_seconds")
     expires = (
