@@ -7,12 +7,12 @@ back chunk by chunk as it arrives, so Server-Sent Events and long polls flow and
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+import time
+from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
 import structlog
-from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -22,9 +22,14 @@ from authproxy.errors import UpstreamTimeout, UpstreamUnavailable
 from authproxy.headers import (
     LocationRewriter,
     add_forwarded,
-    downstream_response_headers,
+    passed_downstream,
+    response_removal,
     upstream_request_headers,
 )
+from authproxy.http1 import InvalidRequestHead
+from authproxy.upstream_client import OriginClient, RequestBody, UpstreamResponse
+from authproxy.upstream_errors import TimedOut, UpstreamFailure
+from authproxy.upstreams import origin_client_of
 from authproxy.websocket import is_websocket_upgrade, proxy_websocket
 
 log = structlog.get_logger("authproxy.forward")
@@ -32,11 +37,12 @@ log = structlog.get_logger("authproxy.forward")
 # A body up to this size is read before sending on routes with auth, so it can be sent again
 # after a 401 and a fresh login; larger ones stream and are never replayed (issue: 1 MiB).
 REPLAY_LIMIT = 1024 * 1024
+# A complete answer up to this size goes out as one `web.Response` (head and body in one write)
+# instead of being streamed chunk by chunk.
+WHOLE_LIMIT = 64 * 1024
 
 NO_BODY_STATUSES = frozenset({204, 304})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-RequestBody = bytes | StreamReader | None
 
 
 class RouteAuth(Protocol):
@@ -70,6 +76,16 @@ class RouteRuntime:
     auth: RouteAuth | None = None
     drop_request: frozenset[str] = field(default_factory=frozenset)
     drop_response: frozenset[str] = field(default_factory=frozenset)
+    # The lean client of the session's origin (`UpstreamPool.client`): requests go through it,
+    # the session serves WebSocket upgrades. Found through the session when not given.
+    origin_client: InitVar[OriginClient | None] = None
+    client: OriginClient = field(init=False)
+    # Lower-case response header names never passed to the client on this route.
+    response_removed: frozenset[str] = field(init=False)
+
+    def __post_init__(self, origin_client: OriginClient | None) -> None:
+        self.client = origin_client or origin_client_of(self.session)
+        self.response_removed = response_removal(self.drop_response)
 
 
 @dataclass(slots=True)
@@ -105,25 +121,33 @@ async def forward(
         return await proxy_websocket(request, runtime.route.name, runtime.session, url, headers)
 
     body = await _request_body(request, runtime)
-    started = asyncio.get_running_loop().time()
-    upstream = await _send(runtime, request.method, url, headers, body)
-    if auth is not None and auth.rejects(upstream.status) and not isinstance(body, StreamReader):
-        # The token was refused: renew it once and replay, with headers rebuilt from scratch.
-        # None means no new token is worth a login now; the client then gets this answer.
-        renewed = await auth.after_rejection(grant)
-        if renewed is not None:
-            upstream.release()
-            grant = renewed
-            auth.inject(headers, grant)
-            upstream = await _send(runtime, request.method, url, headers, body)
-    exchange.upstream_ms = (asyncio.get_running_loop().time() - started) * 1000
+    target = url.raw_path_qs
+    started = time.perf_counter()
+    upstream = await _send(runtime, request.method, target, headers, body)
     try:
+        if (
+            auth is not None
+            and auth.rejects(upstream.status)
+            and not isinstance(body, StreamReader)
+        ):
+            # The token was refused: renew it once and replay, with headers rebuilt from
+            # scratch. None means no new token is worth a login now; the client then gets
+            # this answer.
+            renewed = await auth.after_rejection(grant)
+            if renewed is not None:
+                upstream.release()
+                grant = renewed
+                auth.inject(headers, grant)
+                upstream = await _send(runtime, request.method, target, headers, body)
+        exchange.upstream_ms = (time.perf_counter() - started) * 1000
         if auth is not None:
             auth.observe(grant, upstream.headers)
         return await _relay(request, runtime, upstream, exchange)
     finally:
-        upstream.release()
+        upstream.release()  # whatever happened: the connection goes back to the pool or closes
         exchange.bytes_in = request.content.total_bytes
+        # The answer goes out once this returns, and the next request may follow right after.
+        runtime.client.keep_polling()
 
 
 async def _request_body(request: web.BaseRequest, runtime: RouteRuntime) -> RequestBody:
@@ -138,22 +162,18 @@ async def _request_body(request: web.BaseRequest, runtime: RouteRuntime) -> Requ
 
 
 async def _send(
-    runtime: RouteRuntime, method: str, url: URL, headers: CIMultiDict[str], body: RequestBody
-) -> ClientResponse:
-    route = runtime.route.name
+    runtime: RouteRuntime, method: str, target: str, headers: CIMultiDict[str], body: RequestBody
+) -> UpstreamResponse:
+    route = runtime.route
     try:
-        return await runtime.session.request(
-            method,
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            timeout=runtime.timeout,
-        )
-    except TimeoutError as error:
-        raise UpstreamTimeout(route, "the upstream did not answer in time") from error
-    except ClientError as error:
-        raise UpstreamUnavailable(route, describe_client_error(error)) from error
+        return await runtime.client.request(method, target, headers, body, route.timeout)
+    except TimedOut as error:
+        raise UpstreamTimeout(route.name, error.reason) from error
+    except UpstreamFailure as error:
+        raise UpstreamUnavailable(route.name, error.reason) from error
+    except InvalidRequestHead as error:
+        detail = "a request header holds a control character; nothing was sent"
+        raise UpstreamUnavailable(route.name, detail) from error
 
 
 def describe_client_error(error: BaseException) -> str:
@@ -173,33 +193,41 @@ def describe_client_error(error: BaseException) -> str:
 
 
 async def _relay(
-    request: web.BaseRequest, runtime: RouteRuntime, upstream: ClientResponse, exchange: Exchange
+    request: web.BaseRequest, runtime: RouteRuntime, upstream: UpstreamResponse, exchange: Exchange
 ) -> web.StreamResponse:
-    out = downstream_response_headers(upstream.headers, runtime.drop_response)
-    origin = f"{request.scheme}://{request.host}"
+    head = upstream.head
+    out = passed_downstream(head.headers, head.lowered, head.connection, runtime.response_removed)
     for name in ("Location", "Content-Location"):
         if (value := out.get(name)) is not None:
-            out[name] = runtime.rewriter.rewrite(value, origin)
+            out[name] = runtime.rewriter.rewrite(value, f"{request.scheme}://{request.host}")
     # `Proxy.handle` can only add the id to responses not yet sent; this one is prepared here.
     out["X-Request-Id"] = exchange.request_id
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=out)
-    exchange.status = upstream.status
+    status = exchange.status = upstream.status
+    bodyless = request.method == "HEAD" or status in NO_BODY_STATUSES
+    length = upstream.length
+    if not bodyless and length is not None and length <= WHOLE_LIMIT and upstream.complete:
+        # All of it is here already: head and body leave in one write. (A chunked answer keeps
+        # its framing: the client may rely on it, e.g. for Server-Sent Events.)
+        body = upstream.body()
+        exchange.bytes_out = len(body)
+        return web.Response(status=status, reason=upstream.reason, headers=out, body=body)
+    response = web.StreamResponse(status=status, reason=upstream.reason, headers=out)
     await response.prepare(request)
-    if request.method != "HEAD" and upstream.status not in NO_BODY_STATUSES:
+    if not bodyless:
         try:
-            async for chunk in upstream.content.iter_any():
+            while chunk := await upstream.read_chunk():
                 await response.write(chunk)
                 # Body bytes, as counted for the proxy's own answers: `body_length` adds the
                 # head and chunk framing, and stays 0 when the body is cut short.
                 exchange.bytes_out += len(chunk)
-        except (ClientError, TimeoutError) as error:
+        except UpstreamFailure as error:
             # Headers are gone already: the only honest signal left is to cut the connection,
             # so the client sees a truncated body rather than a complete-looking wrong one.
             log.warning(
                 "upstream failed mid-body",
                 route=runtime.route.name,
                 request_id=exchange.request_id,
-                error=describe_client_error(error),
+                error=error.reason,
             )
             if request.transport is not None:
                 request.transport.close()

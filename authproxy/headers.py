@@ -5,7 +5,7 @@ Pure functions over multidicts, so every rule is tested without a socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -45,11 +45,20 @@ def upstream_request_headers(
     incoming: CIMultiDictProxy[str], drop: Iterable[str] = ()
 ) -> CIMultiDict[str]:
     """The client's headers minus hop-by-hop ones and `drop` (lower-case names the proxy sets)."""
-    extra = connection_named(incoming) if "Connection" in incoming else frozenset()
-    removed = _REQUEST_DROPPED.union(extra, (name.lower() for name in drop))
-    return CIMultiDict(
-        (name, value) for name, value in incoming.items() if name.lower() not in removed
-    )
+    # A C-level copy, then deleting the few names present, is twice as fast as filtering every
+    # header through Python; order and repeated headers are kept either way.
+    headers = incoming.copy()
+    if "Connection" in headers:
+        _remove(headers, connection_named(headers))
+    _remove(headers, _REQUEST_DROPPED)
+    _remove(headers, drop)
+    return headers
+
+
+def _remove(headers: CIMultiDict[str], names: Iterable[str]) -> None:
+    for name in names:
+        if name in headers:
+            del headers[name]  # every occurrence, in any spelling
 
 
 def downstream_response_headers(
@@ -60,6 +69,26 @@ def downstream_response_headers(
     removed = HOP_BY_HOP.union(extra, (name.lower() for name in drop))
     return CIMultiDict(
         (name, value) for name, value in upstream.items() if name.lower() not in removed
+    )
+
+
+def response_removal(drop: Iterable[str]) -> frozenset[str]:
+    """Lower-case names never passed downstream on a route: hop-by-hop ones plus `drop`."""
+    return HOP_BY_HOP.union(name.lower() for name in drop)
+
+
+def passed_downstream(
+    fields: Sequence[tuple[str, str]],
+    lowered: Sequence[str],
+    connection: Iterable[str],
+    removed: frozenset[str],
+) -> CIMultiDict[str]:
+    """`downstream_response_headers` for a parsed head: `lowered[i]` is `fields[i]`'s name in
+    lower case, `connection` the Connection header's tokens, `removed` a `response_removal`."""
+    if not removed.issuperset(connection):
+        removed = removed.union(connection)
+    return CIMultiDict(
+        [field for field, name in zip(fields, lowered, strict=True) if name not in removed]
     )
 
 
@@ -76,10 +105,8 @@ def add_forwarded(headers: CIMultiDict[str], client_ip: str | None, proto: str, 
     ):
         if not value:
             continue
-        previous = headers.getall(name, ())
-        if previous:
-            del headers[name]
-        headers[name] = ", ".join([*previous, value])
+        previous = headers.popall(name, None)
+        headers[name] = value if previous is None else ", ".join([*previous, value])
 
 
 class LocationRewriter:

@@ -4,17 +4,25 @@ Redacting at call sites fails at the next new log line, so it happens here, once
 secret-shaped keys are masked, query-string values are masked, and every registered secret value
 (credentials from the config, tokens the engine obtained) is masked wherever it appears in a
 string. Standard-library records (aiohttp's own) are rendered by the same chain.
+
+One access line is written per request, so the chain is kept cheap: numbers skip redaction, all
+strings of an event are checked for secrets in one pass, JSON is rendered by one reused encoder,
+and lines are written by `LineWriter` in batches (one write per event-loop iteration).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor
 
+from authproxy.log_output import LineWriter, WriterHandler
 from authproxy.secrets import MASK, REGISTRY, SecretRegistry
 
 SECRET_KEYS = frozenset(
@@ -41,6 +49,11 @@ SECRET_KEYS = frozenset(
 )
 # Fields that carry a request target: their query values are masked (tokens travel in queries).
 TARGET_KEYS = frozenset({"path", "url", "target", "location"})
+# Values of these types cannot carry a secret: they pass without a look.
+_PLAIN = frozenset({int, float, bool, type(None)})
+# Joins an event's strings for one secret search; a secret spanning two fields only makes the
+# search hit, and the per-field scrub that follows is exact.
+_SEPARATOR = "\x00"
 
 
 def mask_query(target: str) -> str:
@@ -56,13 +69,50 @@ def mask_query(target: str) -> str:
 
 
 class Redact:
-    """Mask secret-shaped keys, query values, and every live secret value in strings."""
+    """Mask secret-shaped keys, query values, and every live secret value in strings.
+
+    Nothing derived from the registry is cached here: a token registered a moment ago is
+    masked in the very next event.
+    """
 
     def __init__(self, secrets: SecretRegistry) -> None:
         self._secrets = secrets
+        # Event keys are names in code, so few: whether each is secret-shaped, decided once.
+        self._secret_key: dict[str, bool] = {}
+
+    def _is_secret_key(self, key: str) -> bool:
+        secret = key.lower() in SECRET_KEYS
+        if len(self._secret_key) < 4096:
+            self._secret_key[key] = secret
+        return secret
 
     def __call__(self, _logger: object, _method: str, event: EventDict) -> EventDict:
-        return {key: self._clean(key, value) for key, value in event.items()}
+        strings: list[str] = []
+        known = self._secret_key
+        for key, value in event.items():
+            if value is None:
+                continue
+            kind = type(value)
+            secret = known.get(key)
+            if secret is None:
+                secret = self._is_secret_key(key)
+            if secret:
+                event[key] = MASK
+            elif kind is str:
+                if key in TARGET_KEYS and "?" in value:
+                    value = event[key] = mask_query(value)
+                strings.append(value)
+            elif kind not in _PLAIN:
+                event[key] = self._clean(key, value)
+        if strings:
+            # One search over all strings; only an event that holds a secret is scrubbed per field.
+            joined = _SEPARATOR.join(strings)
+            scrub = self._secrets.scrub
+            if scrub(joined) != joined:
+                for key, value in event.items():
+                    if type(value) is str:
+                        event[key] = scrub(value)
+        return event
 
     def _clean(self, key: str, value: Any) -> Any:
         if key.lower() in SECRET_KEYS and value is not None:
@@ -77,7 +127,83 @@ class Redact:
             return [self._clean(key, item) for item in value]
         if isinstance(value, BaseException):
             return self._secrets.scrub(repr(value))
-        return value
+        if type(value) in _PLAIN:
+            return value
+        # Anything else is rendered by its repr: scrub that text rather than trust it.
+        return self._secrets.scrub(repr(value))
+
+
+class IsoTimestamp:
+    """`timestamp`: ISO 8601 UTC with microseconds; the seconds part is formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _logger: object, _method: str, event: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event
+
+
+def _json_fallback(value: object) -> object:
+    # structlog's own rule: an object may say how it wants to be logged, else its repr.
+    as_log = getattr(value, "__structlog__", None)
+    return as_log() if callable(as_log) else repr(value)
+
+
+class JsonLine:
+    """The event as one JSON object, by an encoder built once (json.dumps builds one per call)."""
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(default=_json_fallback).encode
+
+    def __call__(self, _logger: object, _method: str, event: EventDict) -> str:
+        return self._encode(event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Direct:
+    """The chain `configure_logging` installed, split where `info_fast` defers the rest."""
+
+    processors: list[Processor]  # the whole chain, as structlog holds it
+    now: tuple[Processor, ...]  # what reads the moment of the call: context, level, time
+    later: tuple[Processor, ...]  # redaction and rendering, run at the writer's flush
+    writer: LineWriter
+    info_enabled: bool
+
+
+_DIRECT: _Direct | None = None
+
+
+def info_fast(logger: Any, event: str, **fields: Any) -> None:
+    """`logger.info(event, **fields)` for the one event logged per request.
+
+    structlog assembles a bound logger on every call through a lazy proxy (the price of loggers
+    that follow reconfiguration), and that machinery cost more than the processors themselves.
+    While the chain `configure_logging` installed is still structlog's, the event runs through
+    exactly those processors (Redact included) into the same writer, the last ones batched at
+    the writer's flush; after any other configuration (`capture_logs`, `reset_defaults`) it goes
+    through `logger` as usual.
+    """
+    direct = _DIRECT
+    if direct is None or structlog.get_config()["processors"] is not direct.processors:
+        logger.info(event, **fields)
+        return
+    if not direct.info_enabled:
+        return
+    fields["event"] = event
+    processed: Any = fields
+    try:
+        for processor in direct.now:
+            processed = processor(direct.writer, "info", processed)
+    except structlog.DropEvent:
+        return
+    direct.writer.defer(direct.later, processed)
 
 
 def configure_logging(
@@ -87,30 +213,31 @@ def configure_logging(
     out = stream if stream is not None else sys.stdout
     as_json = json if json is not None else not out.isatty()
     renderer: Processor = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        JsonLine() if as_json else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        IsoTimestamp(),
     ]
     tail: list[Processor] = [
         structlog.processors.format_exc_info,
         Redact(REGISTRY),
         renderer,
     ]
+    writer = LineWriter(out)
+    processors = [*shared, *tail]
+    threshold = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[*shared, *tail],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(out),
-        # No caching: a cached module-level logger keeps the stream and processors of the first
-        # configuration, so configuring again (tests, a CLI that reconfigures) silently wrote to
-        # the old stream. One access line per request makes the saved microseconds irrelevant.
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        # One writer per configuration, handed out as is: a factory call per event is cheap, and
+        # a logger used before `configure` runs again still follows the new configuration,
+        # which caching loggers on first use would break (tests and the CLI reconfigure).
+        logger_factory=writer.factory,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(out)
+    handler = WriterHandler(writer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
@@ -120,3 +247,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    global _DIRECT
+    _DIRECT = _Direct(
+        processors, tuple(shared), tuple(tail), writer, info_enabled=threshold <= logging.INFO
+    )

@@ -1,19 +1,25 @@
-"""The one owner of outgoing connections: a pooled ClientSession per upstream, closed on shutdown.
+"""The one owner of outgoing connections, per upstream origin, all closed on shutdown.
 
-Routes that point at the same origin with the same TLS settings share a session, so keep-alive
-connections are reused across them. Sessions never decompress, never keep cookies, never follow
-redirects and add no headers of their own: the proxy forwards what it was given.
+Each origin (with its TLS settings) gets two clients that share nothing but their settings:
+- an `OriginClient` (upstream_client.py): the lean keep-alive pool that forwards requests;
+- an aiohttp `ClientSession`, for what the hot path does not do: logins (auth/driver.py) and
+  WebSocket upgrades (websocket.py).
+Routes that point at the same origin with the same TLS settings share both, so keep-alive
+connections are reused across them. Neither decompresses, keeps cookies, follows redirects or adds
+headers of its own: the proxy forwards what it was given.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 
 from authproxy.config import Route, TlsSettings
+from authproxy.upstream_client import OriginClient
 
 log = structlog.get_logger("authproxy.upstreams")
 
@@ -36,11 +42,38 @@ def ssl_context_for(tls: TlsSettings) -> ssl.SSLContext | bool:
     return context
 
 
+def unverified_context() -> ssl.SSLContext:
+    """`verify: false`: encrypt, but check neither the certificate nor the host name."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def timeout_for(route: Route) -> ClientTimeout:
     # No total limit: streams may run for hours. `sock_read` bounds each wait for bytes.
     return ClientTimeout(
         total=None, connect=None, sock_connect=route.timeout.connect, sock_read=route.timeout.read
     )
+
+
+class PooledConnector(TCPConnector):
+    """aiohttp's connector for one origin, carrying that origin's `OriginClient`.
+
+    `RouteRuntime` is built from the session alone; this is how it finds the lean client of the
+    same origin without a second lookup table that could disagree with the first.
+    """
+
+    def __init__(self, origin_client: OriginClient, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.origin_client = origin_client
+
+
+def origin_client_of(session: ClientSession) -> OriginClient:
+    connector = session.connector
+    if not isinstance(connector, PooledConnector):
+        raise TypeError("the session was not made by UpstreamPool")
+    return connector.origin_client
 
 
 class UpstreamPool:
@@ -66,8 +99,19 @@ class UpstreamPool:
                     route=route.name,
                     upstream=str(route.upstream.origin()),
                 )
-            connector = TCPConnector(
-                limit=0, ssl=ssl_context_for(route.tls), keepalive_timeout=30.0
+            # A plain-HTTP origin needs no TLS context (each one loads the CA store: 0.7 MiB).
+            context: ssl.SSLContext | bool = True
+            lean_context: ssl.SSLContext | None = None
+            if route.upstream.scheme == "https":
+                context = ssl_context_for(route.tls)
+                lean_context = (
+                    context if isinstance(context, ssl.SSLContext) else unverified_context()
+                )
+            connector = PooledConnector(
+                OriginClient(route.upstream.origin(), lean_context),
+                limit=0,
+                ssl=context,
+                keepalive_timeout=30.0,
             )
             session = ClientSession(
                 connector=connector,
@@ -83,8 +127,12 @@ class UpstreamPool:
     def session(self, route_name: str) -> ClientSession:
         return self._by_route[route_name]
 
+    def client(self, route_name: str) -> OriginClient:
+        return origin_client_of(self._by_route[route_name])
+
     async def close(self) -> None:
         for session in self._sessions.values():
+            origin_client_of(session).close()
             await session.close()
         self._sessions.clear()
         self._by_route.clear()

@@ -1,0 +1,55 @@
+"""What can go wrong talking to an upstream, as types with fixed, secret-free messages.
+
+`reason` is what a client may be told (`forward.py` puts it in the 502/504 problem): it names the
+kind of failure only, never the upstream's bytes, addresses or URLs, which can carry anything.
+The texts match what `forward.describe_client_error` says for aiohttp's errors.
+"""
+
+from __future__ import annotations
+
+
+class UpstreamFailure(Exception):
+    """The exchange with the upstream failed; `reason` is safe to show a client."""
+
+    reason = "the upstream request failed"
+
+    def __init__(self) -> None:
+        super().__init__(self.reason)
+
+
+class ConnectFailed(UpstreamFailure):
+    reason = "the upstream refused the connection or could not be reached"
+
+
+class CertificateRejected(UpstreamFailure):
+    reason = "the upstream's TLS certificate was not trusted"
+
+
+class TlsFailed(UpstreamFailure):
+    reason = "the TLS handshake with the upstream failed"
+
+
+class Disconnected(UpstreamFailure):
+    reason = "the upstream closed the connection without answering"
+
+
+class ConnectionBroken(UpstreamFailure):
+    reason = "the connection to the upstream failed"
+
+
+class InvalidAnswer(UpstreamFailure):
+    reason = "the upstream sent an invalid HTTP answer"
+
+
+class BodyCutShort(UpstreamFailure):
+    reason = "the upstream's answer body was cut short"
+
+
+class SendFailed(UpstreamFailure):
+    reason = "the request body could not be sent to the upstream"
+
+
+class TimedOut(UpstreamFailure):
+    """Connecting, or a wait for the answer's bytes, took longer than the route allows."""
+
+    reason = "the upstream did not answer in time"
