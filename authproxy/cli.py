@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -27,6 +28,7 @@ from authproxy.logging import configure_logging
 from authproxy.secrets import REGISTRY
 from authproxy.server import Proxy
 from authproxy.status_command import fetch_running_status, format_table, stored_status
+from authproxy.workers import MAX_WORKERS, bind_worker, serve_worker, supervise
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -43,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the proxy with a config file")
     serve.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
     _add_runtime_options(serve, listen_default="the config's listen, else 127.0.0.1:8080")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help=f"processes serving the same port (1-{MAX_WORKERS}, default: 1); they share tokens "
+        "through token_store, so N workers log in once (token_store: memory: once each). "
+        "/-/status and /-/metrics describe the worker that answers",
+    )
+    # Set by the supervisor of `--workers N` on each worker it starts (see workers.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
 
     check = commands.add_parser("check", help="validate a config file and exit (2 when invalid)")
     check.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
@@ -97,8 +111,20 @@ def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -
     )
 
 
+def _worker_count(text: str) -> int:
+    count = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_WORKERS}, not {text!r}"
+        )
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and (args.worker_index is None) != (args.supervisor_fd is None):
+        parser.error("--worker-index and --supervisor-fd go together (set by --workers)")
     try:
         if args.command == "check":
             return _check(args.config, expand=args.expand)
@@ -110,11 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         as_json = {"auto": None, "json": True, "console": False}[args.log_format]
         configure_logging(level=args.log_level, json=as_json)
         if args.command == "serve":
+            if args.worker_index is not None:
+                bind_worker(args.worker_index)
             settings = _with_listen(_load(args.config), args.listen)
 
             def reread() -> Settings:
                 return _with_listen(_load(args.config), args.listen)
 
+            if args.worker_index is not None:
+                fd = args.supervisor_fd
+                return _run(lambda: serve_worker(settings, args.workers, reread, fd), args.loop)
+            if args.workers > 1:
+                # The supervisor only starts and watches processes: the default loop will do.
+                return _run(
+                    lambda: supervise(settings, args.workers, _worker_command(args)), "asyncio"
+                )
             return _run(lambda: _serve(settings, reread), args.loop)
         if args.command == "demo":
             return _run(lambda: run_demo(args.listen), args.loop)
@@ -134,6 +170,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    """How the supervisor starts a worker: this command, minus --listen (it adds the port)."""
+    return [
+        sys.executable,
+        "-m",
+        "authproxy",
+        "serve",
+        "--config",
+        os.path.abspath(args.config),
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        args.log_level,
+        "--log-format",
+        args.log_format,
+        "--loop",
+        args.loop,
+    ]
 
 
 def _load(path: str) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import math
 import os
 import time
@@ -26,8 +27,10 @@ from authproxy.clients import Caller, ClientGate
 from authproxy.config import Route, Settings
 from authproxy.config_gateway import PUBLIC_BIND_PROBLEM, is_loopback, public_bind_refused
 from authproxy.errors import StartupError, UpstreamError
+from authproxy.file_shared import FileTokenStore
 from authproxy.forward import Exchange, RouteRuntime, forward
 from authproxy.headers import LocationRewriter
+from authproxy.logging import info_fast
 from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
@@ -37,7 +40,7 @@ from authproxy.routes import RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
-from authproxy.tokens import MemoryStore, TokenStore, cipher_for, open_store, store_key
+from authproxy.tokens import FileStore, MemoryStore, TokenStore, cipher_for, open_store, store_key
 from authproxy.upstreams import UpstreamPool, timeout_for
 
 log = structlog.get_logger("authproxy.server")
@@ -49,12 +52,18 @@ OwnHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 CLIENT_CLOSED = 499
 
 
+# New ids are a random per-process prefix plus a counter: unique, 24 hex digits like before, and
+# without an os.urandom call per request.
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id_of(request: web.BaseRequest) -> str:
-    """The client's X-Request-Id when it is sane, else a new random one."""
+    """The client's X-Request-Id when it is sane, else a new unique one."""
     given = request.headers.get("X-Request-Id")
     if given and len(given) <= 128 and given.isascii() and given.isprintable():
         return given
-    return os.urandom(12).hex()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 class Proxy:
@@ -64,8 +73,11 @@ class Proxy:
         *,
         clock: Clock | None = None,
         store: TokenStore | None = None,
+        workers: int = 1,
     ) -> None:
+        """`workers` > 1: this is one of that many processes of `serve --workers`."""
         self.settings = settings
+        self.workers = workers
         self.table = RouteTable(settings.routes)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
@@ -118,7 +130,11 @@ class Proxy:
         )
         await runner.setup()
         listen = settings.listen
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        # Workers each bind their own socket to the port their supervisor holds, and the kernel
+        # spreads connections over them (see workers.py).
+        site = web.TCPSite(
+            runner, listen.host, listen.port, reuse_address=True, reuse_port=self.workers > 1
+        )
         try:
             await site.start()
         except OSError as error:
@@ -138,6 +154,12 @@ class Proxy:
 
     async def _open_shared_store(self) -> None:
         store = self.settings.token_store
+        if self.workers > 1 and isinstance(self._local, FileStore):
+            # The workers share the file through FileTokenStore, which makes every write under a
+            # lock; each keeps its own copy in memory, seeded so a restart reuses stored tokens.
+            self._shared = SharedTokens(FileTokenStore(self._local.path, cipher_for(store)))
+            self._local = self._local.in_memory()
+            return
         if store.kind != "redis" or store.url is None:
             return
         self._redis = RedisTokenStore(store.url.reveal(), cipher_for(store))
@@ -255,7 +277,8 @@ class Proxy:
                 if not response.prepared:
                     response.headers["X-Request-Id"] = exchange.request_id
                     exchange.bytes_out = exchange.bytes_out or len(getattr(response, "body", b""))
-            access_log.info(
+            info_fast(
+                access_log,
                 "request",
                 request_id=exchange.request_id,
                 route=exchange.route,

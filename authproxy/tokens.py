@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
@@ -62,7 +63,11 @@ class MemoryStore:
 
 
 class FileStore(MemoryStore):
-    """A MemoryStore mirrored to a file on every change (changes are rare: logins, refreshes)."""
+    """A MemoryStore mirrored to a file on every change (changes are rare: logins, refreshes).
+
+    One process only: it rewrites the whole file from its own copy. Workers of one
+    `serve --workers N` share the file through `file_shared.FileTokenStore` instead.
+    """
 
     def __init__(self, path: str, cipher: Cipher | None = None) -> None:
         super().__init__()
@@ -79,48 +84,72 @@ class FileStore(MemoryStore):
             super().delete(key)
             self._write()
 
+    def in_memory(self) -> MemoryStore:
+        """A MemoryStore holding what this file held when it was read."""
+        copy = MemoryStore()
+        copy._grants.update(self._grants)
+        return copy
+
     def _read(self) -> dict[str, Grant]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-            document = unseal(text.strip(), self._cipher) if text.strip() else None
-            if document is None:
-                # Written with another key (or none): unreadable here, so treated as absent.
-                raise ValueError("cannot be decrypted with the configured token_store_key")
-            entries = document["tokens"]
-            if not isinstance(entries, dict):
-                raise TypeError("tokens")
-            grants = {str(key): grant_from_document(entry) for key, entry in entries.items()}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            return read_grants(self.path, self._cipher)
+        except UNREADABLE as error:
             log.warning(
                 "token store unreadable; starting without stored tokens",
                 path=str(self.path),
                 error=type(error).__name__,
             )
             return {}
-        for grant in grants.values():
-            REGISTRY.add_all(grant.values.values())
-        return grants
 
     def _write(self) -> None:
-        document = {
-            "version": FILE_VERSION,
-            "tokens": {key: grant_to_document(grant) for key, grant in self._grants.items()},
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(seal(document, self._cipher))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        write_grants(self.path, self._grants, self._cipher)
+
+
+# What `read_grants` raises for a file that exists but cannot be used.
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def read_grants(path: Path, cipher: Cipher) -> dict[str, Grant]:
+    """The grants in a token file; {} when it does not exist. Raises one of `UNREADABLE`.
+
+    Every token read is registered for redaction: another process may have obtained it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    document = unseal(text.strip(), cipher) if text.strip() else None
+    if document is None:
+        # Written with another key (or none): unreadable here, so treated as absent.
+        raise ValueError("cannot be decrypted with the configured token_store_key")
+    entries = document["tokens"]
+    if not isinstance(entries, dict):
+        raise TypeError("tokens")
+    grants = {str(key): grant_from_document(entry) for key, entry in entries.items()}
+    for grant in grants.values():
+        REGISTRY.add_all(grant.values.values())
+    return grants
+
+
+def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> None:
+    """Replace the token file atomically (temp file, fsync, rename), mode 0600."""
+    document = {
+        "version": FILE_VERSION,
+        "tokens": {key: grant_to_document(grant) for key, grant in grants.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(seal(document, cipher))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def grant_to_document(grant: Grant) -> dict[str, object]:
@@ -173,8 +202,5 @@ def open_store(settings: TokenStoreSettings) -> TokenStore:
                 path=settings.path,
                 error=type(error).__name__,
             )
-        fallback = MemoryStore()
-        for key in list(store._grants):
-            fallback.save(key, store._grants[key])
-        return fallback
+        return store.in_memory()
     return store

@@ -1,24 +1,64 @@
 """Tokens shared between proxy processes: one login per token lifetime, however many replicas.
 
-`SharedTokens` wraps a store that several processes reach (Redis) with the one protocol the token
-manager needs: take a usable token someone else obtained, or log in under a distributed lock and
-publish the result. Every store failure surfaces as `StoreUnavailable`, so the manager can fall
-back to logging in on its own and publish later.
+`SharedTokens` wraps a store that several processes reach with the one protocol the token manager
+needs: take a usable token someone else obtained, or log in under a cross-process lock and publish
+the result. Every store failure surfaces as `StoreUnavailable`, so the manager can fall back to
+logging in on its own and publish later.
+
+Two stores speak `SharedStore`: `redis_store.RedisTokenStore` (replicas on several hosts; a lock
+with a lease and a fence) and `file_shared.FileTokenStore` (the workers of one
+`serve --workers N`; a `flock`, which the kernel releases when its holder dies).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 from authproxy.auth.flow import Grant
-from authproxy.redis_store import RedisTokenStore, StoreUnavailable
+from authproxy.redis_store import StoreUnavailable
 
 # A lease well under 15 s: a dead holder blocks others for at most this long, and the holder
 # extends it every third of it while a slow login is still running.
 LOCK_LEASE = 6.0
 
 Acceptable = Callable[[Grant], bool]
+Ready = Callable[[], Awaitable[bool]]
+
+
+class HeldLock(Protocol):
+    """What entering a login lock gives: `held`, or False when `ready()` let the waiter go."""
+
+    @property
+    def held(self) -> bool: ...
+
+    @property
+    def fence(self) -> int:
+        """The number `save` needs; raises RuntimeError when the lock is not held."""
+        ...
+
+
+class SharedStore(Protocol):
+    """A token store several processes reach, with single-flight logins across them.
+
+    Every failure to reach it raises `StoreUnavailable`. `save(fence=...)` must not let a holder
+    whose lock was taken over overwrite the token of the holder after it; `delete(if_token=...)`
+    forgets the grant only while its `token` is still that one.
+    """
+
+    async def load(self, key: str) -> Grant | None: ...
+
+    async def save(self, key: str, grant: Grant, *, fence: int) -> bool: ...
+
+    async def delete(self, key: str, *, if_token: str | None = None) -> bool: ...
+
+    def login_lock(
+        self, key: str, *, lease: float = ..., ready: Ready | None = None
+    ) -> AbstractAsyncContextManager[HeldLock]: ...
+
+    async def ping(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +71,7 @@ class Outcome:
 
 
 class SharedTokens:
-    def __init__(self, store: RedisTokenStore) -> None:
+    def __init__(self, store: SharedStore) -> None:
         self._store = store
 
     async def obtain(
