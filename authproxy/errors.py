@@ -3,6 +3,7 @@
     AuthproxyError                 base; its str() never holds a secret value
     ├── ConfigError                the config cannot be used (CLI exit 2); lists every problem
     ├── StartupError               the proxy cannot start (port in use, refused bind) (exit 1)
+    ├── StoreUnavailable           the shared token store does not answer (log in locally)
     └── UpstreamError              a forwarded request failed; maps to an HTTP status
         ├── UpstreamUnavailable    refused, reset or invalid answer (502)
         ├── UpstreamTimeout        no answer in time (504)
@@ -50,6 +51,10 @@ class ConfigError(AuthproxyError):
 
 class StartupError(AuthproxyError):
     """The proxy cannot start; the message says why in one line."""
+
+
+class StoreUnavailable(AuthproxyError):
+    """The shared token store cannot be reached; the message names the server, never a secret."""
 
 
 class UpstreamError(AuthproxyError):

@@ -39,7 +39,7 @@ import structlog
 from authproxy.auth.flow import Grant
 from authproxy.auth.shared import Ready
 from authproxy.crypto import Cipher
-from authproxy.redis_store import StoreUnavailable
+from authproxy.errors import StoreUnavailable
 from authproxy.tokens import UNREADABLE, read_grants, write_grants
 
 log = structlog.get_logger("authproxy.file_shared")

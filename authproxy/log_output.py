@@ -96,8 +96,9 @@ class LineWriter:
         lines, failure = self._render(pending)
         if lines:
             with self._lock:
-                self._stream.write("\n".join(lines) + "\n")
-                self._stream.flush()
+                for chunk in _pipe_sized(lines):
+                    self._stream.write(chunk)
+                    self._stream.flush()
         if failure is not None:
             # Every other line is out; the event loop reports this one as a failed callback.
             raise failure
@@ -146,3 +147,25 @@ def _flush_all() -> None:
         # A stream closed before exit (a test's StringIO) has nothing left to say.
         if not getattr(writer._stream, "closed", False):
             writer.flush()
+
+
+# POSIX makes pipe writes of up to PIPE_BUF (4096 on Linux) bytes atomic: with several workers on
+# one stdout pipe, larger writes could interleave mid-line and break the JSON lines.
+PIPE_BUF = 4096
+
+
+def _pipe_sized(lines: list[str]) -> list[str]:
+    """Join lines into writes of at most PIPE_BUF bytes, split only at line ends."""
+    chunks: list[str] = []
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line.encode("utf-8", "replace")) + 1
+        if batch and size + length > PIPE_BUF:
+            chunks.append("\n".join(batch) + "\n")
+            batch, size = [], 0
+        batch.append(line)
+        size += length
+    if batch:
+        chunks.append("\n".join(batch) + "\n")
+    return chunks

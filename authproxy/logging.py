@@ -241,7 +241,8 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
-            foreign_pre_chain=[*shared[1:], structlog.stdlib.add_logger_name],
+            # merge_contextvars included: aiohttp's own lines carry worker=<n> too.
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
     root = logging.getLogger()

@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 
 from authproxy.auth.flow import Grant
 from authproxy.crypto import Cipher, seal, unseal
-from authproxy.errors import AuthproxyError
+from authproxy.errors import StoreUnavailable
 from authproxy.secrets import REGISTRY
 from authproxy.tokens import grant_from_document, grant_to_document
 
@@ -86,10 +86,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class StoreUnavailable(AuthproxyError):
-    """Redis cannot be reached or refused the command; the message names the server, no secret."""
 
 
 class RedisTokenStore:

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -35,13 +36,15 @@ from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
 from authproxy.protocol import ProxyHttpServer
-from authproxy.redis_store import RedisTokenStore
 from authproxy.routes import RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
 from authproxy.tokens import FileStore, MemoryStore, TokenStore, cipher_for, open_store, store_key
 from authproxy.upstreams import UpstreamPool, timeout_for
+
+if TYPE_CHECKING:
+    from authproxy.redis_store import RedisTokenStore
 
 log = structlog.get_logger("authproxy.server")
 access_log = structlog.get_logger("authproxy.access")
@@ -162,6 +165,9 @@ class Proxy:
             return
         if store.kind != "redis" or store.url is None:
             return
+        # Imported here: redis-py costs ~7 MiB of memory that a proxy without Redis never needs.
+        from authproxy.redis_store import RedisTokenStore
+
         self._redis = RedisTokenStore(store.url.reveal(), cipher_for(store))
         self._shared = SharedTokens(self._redis)
         if not await self._redis.ping():
@@ -198,6 +204,7 @@ class Proxy:
                 str(route.upstream.origin()), route.upstream.raw_path.rstrip("/"), route.prefix
             ),
             auth=auth,
+            origin_client=self._pool.client(route.name),
             drop_request=auth.request_headers if auth else frozenset(),
             drop_response=auth.response_headers if auth else frozenset(),
         )

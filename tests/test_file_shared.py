@@ -28,8 +28,8 @@ from authproxy.config_load import parse_settings
 from authproxy.crypto import NullCipher, TokenCipher, generate_key
 from authproxy.emulators import cosmic
 from authproxy.emulators.common import EmulatorState
+from authproxy.errors import StoreUnavailable
 from authproxy.file_shared import FileTokenStore
-from authproxy.redis_store import StoreUnavailable
 from authproxy.server import Proxy
 from authproxy.tokens import FileStore
 

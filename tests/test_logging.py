@@ -166,3 +166,14 @@ def test_configuring_again_takes_effect(log_stream: io.StringIO) -> None:
     log.info("second")
     assert [event["event"] for event in events(log_stream)] == ["first"]
     assert [event["event"] for event in events(second)] == ["second"]
+
+
+def test_log_writes_stay_within_one_atomic_pipe_write_and_split_at_line_ends() -> None:
+    from authproxy.log_output import PIPE_BUF, _pipe_sized
+
+    lines = [f'{{"n": {i}, "pad": "{"x" * 300}"}}' for i in range(40)]
+    chunks = _pipe_sized(lines)
+    assert len(chunks) > 1
+    assert all(len(chunk.encode()) <= PIPE_BUF for chunk in chunks)
+    assert all(chunk.endswith("\n") for chunk in chunks)
+    assert "".join(chunks).splitlines() == lines

@@ -21,8 +21,8 @@ from structlog.testing import capture_logs
 
 from authproxy.auth.flow import Grant
 from authproxy.crypto import NullCipher, TokenCipher, generate_key
-from authproxy.errors import AuthproxyError
-from authproxy.redis_store import RedisTokenStore, StoreUnavailable
+from authproxy.errors import AuthproxyError, StoreUnavailable
+from authproxy.redis_store import RedisTokenStore
 from authproxy.secrets import REGISTRY
 
 KEY = "cosmic:0123456789abcdef01234567"

@@ -28,8 +28,7 @@ from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.shared import SharedTokens
 from authproxy.config import AuthSpec
-from authproxy.errors import LoginFailed, LoginRejected, LoginUnavailable
-from authproxy.redis_store import StoreUnavailable
+from authproxy.errors import LoginFailed, LoginRejected, LoginUnavailable, StoreUnavailable
 from authproxy.tasks import Tasks
 from authproxy.tokens import TokenStore
 

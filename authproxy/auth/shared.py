@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from authproxy.auth.flow import Grant
-from authproxy.redis_store import StoreUnavailable
+from authproxy.errors import StoreUnavailable
 
 # A lease well under 15 s: a dead holder blocks others for at most this long, and the holder
 # extends it every third of it while a slow login is still running.
