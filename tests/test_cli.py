@@ -271,3 +271,22 @@ async def test_status_command_without_a_proxy_reads_the_store(tmp_path: Path) ->
     assert document["routes"]["cosmic"]["token"]["state"] == "none"
     assert "tokens.json" in document["source"]
     assert "pw-123456" not in out
+
+
+async def test_a_public_listen_without_clients_is_refused_by_serve_and_check(
+    tmp_path: Path, upstream: tuple[str, asyncio.Event, asyncio.Event]
+) -> None:
+    url, _, _ = upstream
+    config = write_config(tmp_path, url)
+    code, _, err = await run_cli("serve", "--config", str(config), "--listen", "0.0.0.0:0")
+    assert code == 1
+    assert "refusing to listen on 0.0.0.0:0" in err
+    assert "allow_unauthenticated" in err
+    public = tmp_path / "public.yaml"
+    public.write_text(f"listen: 0.0.0.0:8080\n{config.read_text()}")
+    code, _, err = await run_cli("check", "--config", str(public))
+    assert code == 2
+    assert "listen: a non-loopback address without a 'clients' section" in err
+    public.write_text(f"allow_unauthenticated: true\n{public.read_text()}")
+    code, _, err = await run_cli("check", "--config", str(public))
+    assert code == 0, err

@@ -204,3 +204,22 @@ async def test_token_stored_by_an_older_flow_is_not_reused(tmp_path: Path) -> No
             assert emu.state.last_headers is not None
             assert emu.state.last_headers["X-Note"] == "Token created successfully."
         assert emu.state.logins == 2
+
+
+def test_file_store_with_a_key_keeps_tokens_encrypted_and_a_wrong_key_reads_as_empty(
+    tmp_path: Path,
+) -> None:
+    from authproxy.crypto import TokenCipher, generate_key
+
+    path = tmp_path / "tokens.json"
+    key = TokenCipher.from_key(generate_key())
+    grant = Grant(MappingProxyType({"token": "tok-secret-value-123"}), 2e9, 1e9)
+    FileStore(str(path), key).save("route:abc", grant)
+    raw = path.read_bytes()
+    assert b"tok-secret-value-123" not in raw
+    assert not raw.startswith(b"{")
+    assert FileStore(str(path), key).load("route:abc") == grant
+    with capture_logs() as logs:
+        other = FileStore(str(path), TokenCipher.from_key(generate_key()))
+    assert other.load("route:abc") is None
+    assert any("unreadable" in entry["event"] for entry in logs)
