@@ -176,22 +176,6 @@ async def _send(
         raise UpstreamUnavailable(route.name, detail) from error
 
 
-def describe_client_error(error: BaseException) -> str:
-    """A short, secret-free description: the error's class, never its text (it may hold a URL)."""
-    name = type(error).__name__
-    reasons = {
-        "ClientConnectorError": "the upstream refused the connection or could not be reached",
-        "ClientConnectorCertificateError": "the upstream's TLS certificate was not trusted",
-        "ClientConnectorSSLError": "the TLS handshake with the upstream failed",
-        "ServerDisconnectedError": "the upstream closed the connection without answering",
-        "ClientOSError": "the connection to the upstream failed",
-        "ClientResponseError": "the upstream sent an invalid HTTP answer",
-        "ClientPayloadError": "the upstream's answer body was cut short",
-        "InvalidURL": "the upstream URL is invalid",
-    }
-    return reasons.get(name, f"the upstream request failed ({name})")
-
-
 async def _relay(
     request: web.BaseRequest, runtime: RouteRuntime, upstream: UpstreamResponse, exchange: Exchange
 ) -> web.StreamResponse:

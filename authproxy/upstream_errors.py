@@ -2,7 +2,7 @@
 
 `reason` is what a client may be told (`forward.py` puts it in the 502/504 problem): it names the
 kind of failure only, never the upstream's bytes, addresses or URLs, which can carry anything.
-The texts match what `forward.describe_client_error` says for aiohttp's errors.
+`describe_client_error` says the same of aiohttp's client errors (logins still use aiohttp).
 """
 
 from __future__ import annotations
@@ -53,3 +53,22 @@ class TimedOut(UpstreamFailure):
     """Connecting, or a wait for the answer's bytes, took longer than the route allows."""
 
     reason = "the upstream did not answer in time"
+
+
+# aiohttp's client errors by class name, told with the same texts as our own failures.
+_AIOHTTP_REASONS = {
+    "ClientConnectorError": ConnectFailed.reason,
+    "ClientConnectorCertificateError": CertificateRejected.reason,
+    "ClientConnectorSSLError": TlsFailed.reason,
+    "ServerDisconnectedError": Disconnected.reason,
+    "ClientOSError": ConnectionBroken.reason,
+    "ClientResponseError": InvalidAnswer.reason,
+    "ClientPayloadError": BodyCutShort.reason,
+    "InvalidURL": "the upstream URL is invalid",
+}
+
+
+def describe_client_error(error: BaseException) -> str:
+    """A short, secret-free description: the error's class, never its text (it may hold a URL)."""
+    name = type(error).__name__
+    return _AIOHTTP_REASONS.get(name, f"the upstream request failed ({name})")

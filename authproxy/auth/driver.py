@@ -12,7 +12,7 @@ from yarl import URL
 
 from authproxy.auth.flow import Flow, Grant, HttpCall, HttpReply
 from authproxy.errors import LoginUnavailable
-from authproxy.forward import describe_client_error
+from authproxy.upstream_errors import describe_client_error
 
 MAX_ANSWER_BYTES = 1024 * 1024
 
