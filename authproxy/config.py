@@ -150,6 +150,8 @@ class AuthSpec:
     renew_at: float = 0.8
     relogin_after_rejection: float = 300.0
     warm: bool = False
+    # Seconds one login (or refresh) may take, from connect to the parsed answer.
+    timeout: float = 30.0
 
     @property
     def is_static(self) -> bool:
@@ -157,6 +159,20 @@ class AuthSpec:
 
 
 # ---- routes and settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSettings:
+    """Browser origins allowed to call a route (CORS is opt-in, per route).
+
+    `origins` are exact origins (`https://app.example.com`, `http://localhost:3000`); the proxy
+    answers their preflights itself and sets `Access-Control-Allow-Origin` on their answers.
+    """
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    headers: tuple[str, ...] = ()
+    max_age: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +186,7 @@ class Route:
     tls: TlsSettings = field(default_factory=TlsSettings)
     forwarded_headers: bool = True
     auth: AuthSpec | None = None
+    cors: CorsSettings | None = None
 
 
 TokenStoreKind = Literal["memory", "file", "redis"]
@@ -210,6 +227,7 @@ class ClientSpec:
     key_sha256: bytes
     routes: frozenset[str] | None = None
     rate_limit: RateLimit | None = None
+    admin: bool = False  # may read /-/status and /-/metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +241,15 @@ class Settings:
     header_timeout: float = 10.0
     keepalive_timeout: float = 75.0
     max_header_size: int = 8190
+    body_timeout: float = 30.0
+    max_connections: int = 1024
+    replay_buffer_total: int = 64 * 1024 * 1024
+    websocket_message: int = 4 * 1024 * 1024
     clients: tuple[ClientSpec, ...] = ()
     allow_unauthenticated: bool = False
+    allow_plaintext_store: bool = False
+    # Host header values accepted without clients (besides the listen address and loopback names).
+    allowed_hosts: tuple[str, ...] = ()
     source: str = "<config>"
 
     def route(self, name: str) -> Route:

@@ -32,7 +32,10 @@ from authproxy.config import (
 from authproxy.config_node import Node, did_you_mean, unknown
 from authproxy.secrets import REGISTRY, Secret
 
-COMMON_KEYS = ("ttl", "warm", "renew_at", "relogin_after_rejection", "invalid_statuses")
+COMMON_KEYS = (
+    *("ttl", "warm", "renew_at", "relogin_after_rejection", "invalid_statuses"),
+    "timeout",
+)
 CUSTOM_KEYS = (
     *("credentials", "login", "token", "expiry", "refresh", "inject", "adopt"),
     "strip_response_headers",
@@ -135,6 +138,8 @@ def _with_common_options(node: Node, spec: AuthSpec) -> AuthSpec:
         spec = replace(spec, relogin_after_rejection=relogin.number(300.0, inclusive=True))
     if statuses := given.get("invalid_statuses"):
         spec = replace(spec, invalid_statuses=_statuses(statuses))
+    if timeout := given.get("timeout"):
+        spec = replace(spec, timeout=timeout.number(spec.timeout))
     return spec
 
 

@@ -36,7 +36,12 @@ def describe_settings(settings: Settings) -> JSON:
             "header_timeout": settings.header_timeout,
             "keepalive_timeout": settings.keepalive_timeout,
             "max_header_size": settings.max_header_size,
+            "body_timeout": settings.body_timeout,
+            "max_connections": settings.max_connections,
+            "replay_buffer_total": settings.replay_buffer_total,
+            "websocket_message": settings.websocket_message,
         },
+        "allowed_hosts": list(settings.allowed_hosts),
         "routes": {route.name: describe_route(route) for route in settings.routes},
     }
 
@@ -49,6 +54,14 @@ def describe_route(route: Route) -> JSON:
         "tls": {"verify": route.tls.verify, "ca_file": route.tls.ca_file},
         "forwarded_headers": route.forwarded_headers,
         "auth": None if route.auth is None else describe_auth(route.auth),
+        "cors": None
+        if route.cors is None
+        else {
+            "origins": list(route.cors.origins),
+            "methods": list(route.cors.methods),
+            "headers": list(route.cors.headers),
+            "max_age": route.cors.max_age,
+        },
     }
 
 

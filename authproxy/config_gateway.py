@@ -16,7 +16,7 @@ from authproxy.config_node import Node, did_you_mean
 from authproxy.crypto import TokenCipher
 from authproxy.secrets import Secret
 
-CLIENT_KEYS = ("key", "key_sha256", "routes", "rate_limit")
+CLIENT_KEYS = ("key", "key_sha256", "routes", "rate_limit", "admin")
 RATE_KEYS = ("rate", "burst")
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9_.@-]+")
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -26,6 +26,20 @@ PUBLIC_BIND_PROBLEM = (
     "with the upstream credentials; add 'clients' (see README, Team gateway) or set "
     "'allow_unauthenticated: true'"
 )
+
+
+PLAINTEXT_STORE_PROBLEM = (
+    "a Redis token store without 'token_store_key' holds the upstream tokens in plain text for "
+    "anyone who can read Redis; set 'token_store_key' (authproxy keygen), or "
+    "'allow_plaintext_store: true' to accept that"
+)
+
+
+def plaintext_store_refused(
+    store: TokenStoreSettings, clients: tuple[ClientSpec, ...], allow_plaintext: bool
+) -> bool:
+    """A team gateway (clients configured) must not keep tokens readable in a shared Redis."""
+    return store.kind == "redis" and store.key is None and bool(clients) and not allow_plaintext
 
 
 def is_loopback(host: str) -> bool:
@@ -54,8 +68,9 @@ def parse_clients(node: Node, route_names: set[str]) -> tuple[ClientSpec, ...]:
         digest = _key_digest(child)
         routes = _client_routes(child.child("routes"), route_names)
         rate = _rate_limit(child.child("rate_limit"))
+        admin = child.child("admin").boolean(False)
         if digest is not None:
-            clients.append(ClientSpec(name, digest, routes, rate))
+            clients.append(ClientSpec(name, digest, routes, rate, admin))
     if not node.missing and not clients and not node.ctx.problems:
         node.problem("empty; define at least one client, or remove the section")
     return tuple(clients)

@@ -17,11 +17,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from yarl import URL
 
 from authproxy.config import (
+    CorsSettings,
     ListenAddress,
     Route,
     Settings,
@@ -31,9 +33,11 @@ from authproxy.config import (
 )
 from authproxy.config_auth import parse_auth
 from authproxy.config_gateway import (
+    PLAINTEXT_STORE_PROBLEM,
     PUBLIC_BIND_PROBLEM,
     parse_clients,
     parse_store_key,
+    plaintext_store_refused,
     public_bind_refused,
     redis_store,
 )
@@ -50,9 +54,21 @@ TOP_KEYS = (
     "routes",
     "clients",
     "allow_unauthenticated",
+    "allow_plaintext_store",
+    "allowed_hosts",
 )
-LIMIT_KEYS = ("header_timeout", "keepalive_timeout", "max_header_size")
-ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth")
+LIMIT_KEYS = (
+    "header_timeout",
+    "keepalive_timeout",
+    "max_header_size",
+    "body_timeout",
+    "max_connections",
+    "replay_buffer_total",
+    "websocket_message",
+)
+ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors")
+CORS_KEYS = ("origins", "methods", "headers", "max_age")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2: methods and header names
 
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
@@ -87,12 +103,16 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     store_key = parse_store_key(root.child("token_store_key"))
     token_store = _token_store(root.child("token_store"), environ, store_key)
     grace = root.child("shutdown_grace").number(10.0)
-    header_timeout, keepalive_timeout, max_header_size = _limits(root.child("limits"))
+    limits = _limits(root.child("limits"))
     routes = _routes(root.child("routes"))
     clients = parse_clients(root.child("clients"), {route.name for route in routes})
     open_door = root.child("allow_unauthenticated").boolean(False)
     if public_bind_refused(listen, clients, open_door):
         root.child("listen").problem(PUBLIC_BIND_PROBLEM)
+    plaintext = root.child("allow_plaintext_store").boolean(False)
+    if plaintext_store_refused(token_store, clients, plaintext):
+        root.child("token_store").problem(PLAINTEXT_STORE_PROBLEM)
+    allowed_hosts = _allowed_hosts(root.child("allowed_hosts"))
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
     return Settings(
@@ -100,11 +120,11 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         routes=routes,
         token_store=token_store,
         shutdown_grace=grace,
-        header_timeout=header_timeout,
-        keepalive_timeout=keepalive_timeout,
-        max_header_size=max_header_size,
+        **limits,
         clients=clients,
         allow_unauthenticated=open_door,
+        allow_plaintext_store=plaintext,
+        allowed_hosts=allowed_hosts,
         source=source,
     )
 
@@ -170,14 +190,56 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
     return TokenStoreSettings("file", path, explicit=True, key=key)
 
 
-def _limits(node: Node) -> tuple[float, float, int]:
+def _limits(node: Node) -> dict[str, Any]:
+    """The `limits` block as `Settings` keyword arguments, defaults filled in."""
     if not node.missing:
         node.keys(LIMIT_KEYS)
-    return (
-        node.child("header_timeout").number(10.0),
-        node.child("keepalive_timeout").number(75.0),
-        node.child("max_header_size").integer(8190, minimum=1),
-    )
+    default = Settings(ListenAddress(), ())
+    return {
+        "header_timeout": node.child("header_timeout").number(default.header_timeout),
+        "keepalive_timeout": node.child("keepalive_timeout").number(default.keepalive_timeout),
+        "max_header_size": node.child("max_header_size").integer(
+            default.max_header_size, minimum=1
+        ),
+        "body_timeout": node.child("body_timeout").number(default.body_timeout),
+        "max_connections": node.child("max_connections").integer(
+            default.max_connections, minimum=1
+        ),
+        # 0 turns replay buffering off: every body streams, and a 401 reaches the client.
+        "replay_buffer_total": node.child("replay_buffer_total").integer(
+            default.replay_buffer_total, minimum=0
+        ),
+        "websocket_message": node.child("websocket_message").integer(
+            default.websocket_message, minimum=1
+        ),
+    }
+
+
+def _allowed_hosts(node: Node) -> tuple[str, ...]:
+    """`allowed_hosts`: Host header values (`name`, `name:port`, `[::1]:port`) accepted without
+    clients, besides the listen address and the loopback names."""
+    hosts: list[str] = []
+    for item in [] if node.missing else node.items() or []:
+        text = item.string(required=True)
+        if text is None:
+            continue
+        if _is_host_header(text):
+            hosts.append(text.lower())
+        else:
+            item.problem("expected a host name or address, optionally with :PORT")
+    return tuple(dict.fromkeys(hosts))
+
+
+def _is_host_header(text: str) -> bool:
+    if text.startswith("[") and text.endswith("]"):
+        return _is_ipv6(text[1:-1])
+    if ":" not in text:
+        return _is_host(text)
+    try:
+        parse_listen(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _routes(node: Node) -> tuple[Route, ...]:
@@ -216,9 +278,11 @@ def _route(name: str, node: Node) -> Route | None:
     forwarded = node.child("forwarded_headers").boolean(True)
     auth_node = node.child("auth")
     auth = None if auth_node.missing else parse_auth(auth_node)
+    cors_node = node.child("cors")
+    cors = None if cors_node.missing else _cors(cors_node)
     if upstream is None:
         return None
-    return Route(name, upstream, prefix, timeout, tls, forwarded, auth)
+    return Route(name, upstream, prefix, timeout, tls, forwarded, auth, cors)
 
 
 def _upstream(node: Node) -> URL | None:
@@ -268,6 +332,73 @@ def _timeouts(node: Node) -> Timeouts:
     )
 
 
+def _cors(node: Node) -> CorsSettings | None:
+    """`cors`: the browser origins that may call this route, and what they may send."""
+    if not node.keys(CORS_KEYS):
+        return None
+    origins = tuple(
+        origin for item in _list(node.child("origins"), required=True) if (origin := _origin(item))
+    )
+    default = CorsSettings(())
+    methods = _tokens(node.child("methods"), "an HTTP method", upper=True) or default.methods
+    headers = _tokens(node.child("headers"), "a header name", upper=False)
+    max_age = node.child("max_age").integer(default.max_age, minimum=0)
+    if not origins:
+        return None
+    return CorsSettings(origins, methods, headers, max_age)
+
+
+def _list(node: Node, *, required: bool = False) -> list[Node]:
+    if node.missing:
+        if required:
+            node.problem("required: a list")
+        return []
+    items = node.items() or []
+    if required and node.value == []:
+        node.problem("empty; list at least one")
+    return items
+
+
+def _origin(node: Node) -> str | None:
+    """An exact browser origin: `scheme://host[:port]`, nothing after it."""
+    text = node.string(required=True)
+    if text is None:
+        return None
+    if text == "*":
+        node.problem("'*' would let every web page act with the upstream credentials; list origins")
+        return None
+    try:
+        url = URL(text)
+        url.port  # noqa: B018 - yarl checks the port only when it is read
+    except ValueError:
+        url = None
+    if (
+        url is None
+        or url.scheme not in ("http", "https")
+        or not url.host
+        or url.raw_path not in ("", "/")
+        or url.query_string
+        or url.fragment
+        or url.user is not None
+    ):
+        node.problem("expected an origin: scheme://host[:port], e.g. http://localhost:3000")
+        return None
+    return str(url.origin()).lower()
+
+
+def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
+    found: list[str] = []
+    for item in _list(node):
+        text = item.string(required=True)
+        if text is None:
+            continue
+        if not _TOKEN.fullmatch(text):
+            item.problem(f"not {noun}")
+            continue
+        found.append(text.upper() if upper else text.lower())
+    return tuple(dict.fromkeys(found))
+
+
 def _tls(node: Node) -> TlsSettings:
     if node.missing or not node.keys(("verify", "ca_file")):
         return TlsSettings()
@@ -281,6 +412,14 @@ def _tls(node: Node) -> TlsSettings:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_host(host: str) -> bool:

@@ -47,13 +47,19 @@ def test_top_level_and_route_settings() -> None:
         "header_timeout": 10.0,
         "keepalive_timeout": 75.0,
         "max_header_size": 8190,
+        "body_timeout": 30.0,
+        "max_connections": 1024,
+        "replay_buffer_total": 64 * 1024 * 1024,
+        "websocket_message": 4 * 1024 * 1024,
     }
+    assert described["allowed_hosts"] == []
     coco = described["routes"]["coco"]
     assert coco["upstream"] == "http://localhost:9000"
     assert coco["prefix"] == "/coco"
     assert coco["timeout"] == {"connect": 5.0, "read": 60.0}
     assert coco["tls"] == {"verify": True, "ca_file": None}
     assert coco["forwarded_headers"] is True
+    assert coco["cors"] is None
 
 
 def test_preset_is_expanded_to_its_flow() -> None:

@@ -883,3 +883,86 @@ def test_an_unconstructible_tagged_value_is_a_problem_not_a_crash(tmp_path: Path
     with pytest.raises(ConfigError) as caught:
         load_settings(config, environ={})
     assert "explicit YAML tag" in str(caught.value)
+
+
+# ---- limits, allowed hosts, CORS, plaintext stores ------------------------------------------
+
+
+def test_hardening_limits_have_defaults_and_can_be_set() -> None:
+    defaults = parse(route({}))
+    assert (defaults.body_timeout, defaults.max_connections) == (30.0, 1024)
+    assert defaults.replay_buffer_total == 64 * 1024 * 1024
+    assert defaults.websocket_message == 4 * 1024 * 1024
+    limits = {
+        "body_timeout": 2,
+        "max_connections": 8,
+        "replay_buffer_total": 0,
+        "websocket_message": 1000,
+    }
+    settings = parse({**route({}), "limits": limits})
+    assert (settings.body_timeout, settings.max_connections) == (2.0, 8)
+    assert (settings.replay_buffer_total, settings.websocket_message) == (0, 1000)
+    bad = {"max_connections": 0, "replay_buffer_total": -1, "websocket_message": 1.5}
+    assert problems({**route({}), "limits": bad}) == [
+        "limits.max_connections: must be at least 1",
+        "limits.replay_buffer_total: must be at least 0",
+        "limits.websocket_message: expected a whole number",
+    ]
+
+
+def test_allowed_hosts_take_names_addresses_and_ports() -> None:
+    hosts = ["Proxy.Local", "proxy.local:8080", "[::1]:9000", "10.0.0.5"]
+    assert parse({**route({}), "allowed_hosts": hosts}).allowed_hosts == (
+        "proxy.local",
+        "proxy.local:8080",
+        "[::1]:9000",
+        "10.0.0.5",
+    )
+    assert problems({**route({}), "allowed_hosts": ["a b", "x:99999", 7]}) == [
+        "allowed_hosts[0]: expected a host name or address, optionally with :PORT",
+        "allowed_hosts[1]: expected a host name or address, optionally with :PORT",
+        "allowed_hosts[2]: expected a string, got a number (quote it)",
+    ]
+
+
+def test_cors_lists_exact_origins_and_never_a_wildcard() -> None:
+    cors = {"origins": ["http://LOCALHOST:3000"], "methods": ["get"], "headers": ["X-Trace"]}
+    settings = parse(route({"cors": cors}))
+    parsed = settings.routes[0].cors
+    assert parsed is not None
+    assert parsed.origins == ("http://localhost:3000",)
+    assert (parsed.methods, parsed.headers, parsed.max_age) == (("GET",), ("x-trace",), 600)
+    bad = {"origins": ["*", "http://a.example/path", "ftp://b.example"], "max_age": -1}
+    found = problems(route({"cors": bad}))
+    assert found[0].startswith("routes.api.cors.origins[0]: '*' would let every web page act")
+    assert found[1:] == [
+        "routes.api.cors.origins[1]: expected an origin: scheme://host[:port], "
+        "e.g. http://localhost:3000",
+        "routes.api.cors.origins[2]: expected an origin: scheme://host[:port], "
+        "e.g. http://localhost:3000",
+        "routes.api.cors.max_age: must be at least 0",
+    ]
+    assert problems(route({"cors": {"methods": ["GET"]}})) == [
+        "routes.api.cors.origins: required: a list"
+    ]
+
+
+def test_gateway_on_a_plaintext_redis_store_is_refused_unless_allowed() -> None:
+    gateway = {
+        **route({}),
+        "token_store": "redis://127.0.0.1:6379/0",
+        "clients": {"ci": {"key": "k" * 20}},
+    }
+    assert problems(gateway)[0].startswith("token_store: a Redis token store without")
+    assert parse({**gateway, "allow_plaintext_store": True}).allow_plaintext_store
+    assert parse({**route({}), "token_store": "redis://127.0.0.1:6379/0"}).clients == ()
+
+
+def test_auth_timeout_bounds_a_login() -> None:
+    settings = parse(route({"auth": {**COSMIC, "timeout": 7}}), COSMIC_ENV)
+    auth = settings.routes[0].auth
+    assert auth is not None
+    assert auth.timeout == 7.0
+    assert problems(route({"auth": {**COSMIC, "timeout": 0}}), COSMIC_ENV) == [
+        "routes.api.auth.timeout: must be greater than 0"
+    ]
