@@ -9,7 +9,8 @@
         ├── UpstreamTimeout        no answer in time (504)
         └── LoginFailed            the proxy could not obtain a token (502)
             ├── LoginRejected      the upstream refused the credentials (4xx); not retried soon
-            └── LoginUnavailable   transient: connection error, timeout, 5xx, unusable answer
+            └── LoginUnavailable   transient: connection error, 5xx, unusable answer
+                └── LoginTimeout   the login did not finish within `auth.timeout` (504)
 
 `server.py` maps `UpstreamError` to `application/problem+json`; `cli.py` maps the rest to exit
 codes.
@@ -100,3 +101,11 @@ class LoginUnavailable(LoginFailed):
     """A transient failure: retried with exponential backoff."""
 
     kind = "login-unavailable"
+
+
+class LoginTimeout(LoginUnavailable):
+    """The login did not finish within the route's `auth.timeout`: transient, answered 504."""
+
+    status = 504
+    title = "Gateway Timeout"
+    kind = "login-timeout"

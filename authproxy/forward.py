@@ -62,7 +62,14 @@ class RouteAuth(Protocol):
 
     async def after_rejection(self, grant: object) -> object | None: ...
 
-    def observe(self, grant: object, headers: CIMultiDictProxy[str]) -> None: ...
+    def answered(
+        self,
+        grant: object,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        *,
+        replayed: bool = False,
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -124,6 +131,7 @@ async def forward(
     target = url.raw_path_qs
     started = time.perf_counter()
     upstream = await _send(runtime, request.method, target, headers, body)
+    replayed = False
     try:
         if (
             auth is not None
@@ -139,9 +147,10 @@ async def forward(
                 grant = renewed
                 auth.inject(headers, grant)
                 upstream = await _send(runtime, request.method, target, headers, body)
+                replayed = True
         exchange.upstream_ms = (time.perf_counter() - started) * 1000
         if auth is not None:
-            auth.observe(grant, upstream.headers)
+            auth.answered(grant, upstream.status, upstream.headers, replayed=replayed)
         return await _relay(request, runtime, upstream, exchange)
     finally:
         upstream.release()  # whatever happened: the connection goes back to the pool or closes

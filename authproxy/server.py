@@ -217,7 +217,13 @@ class Proxy:
             return previous
         assert self._pool is not None
         session = self._pool.session(route.name)
-        driver = AuthDriver(route.name, session, route.upstream.origin(), timeout_for(route))
+        driver = AuthDriver(
+            route.name,
+            session,
+            route.upstream.origin(),
+            timeout_for(route),
+            deadline=route.auth.timeout,
+        )
         return TokenManager(
             route.name,
             route.auth,

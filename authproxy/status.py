@@ -29,7 +29,12 @@ NO_AUTH_TOKEN: dict[str, object] = {
     "refreshes": 0,
     "failures": 0,
     "recent_errors": [],
+    "learned_lifetime_seconds": None,
 }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def token_status(manager: TokenManager, now: float) -> dict[str, object]:
@@ -58,6 +63,8 @@ def token_status(manager: TokenManager, now: float) -> dict[str, object]:
         "refreshes": stats.refreshes,
         "failures": stats.failures,
         "recent_errors": list(stats.recent_errors),
+        # How long tokens of an API that does not say were seen to live (see auth/lifetimes.py).
+        "learned_lifetime_seconds": _rounded(manager.lifetimes.learned),
     }
 
 

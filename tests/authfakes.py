@@ -40,6 +40,11 @@ class Tap:
         self.login_path = login_path
         self.held = 0
         self.bodies: list[bytes] = []
+        # Statuses of the answers to non-login requests, in order.
+        self.statuses: list[int] = []
+        # A path prefix ("" for every path) answered 401 whatever the token: an upstream that
+        # refuses everything, or one path that always refuses.
+        self.refusing: str | None = None
         # While on, 401 answers are held until released: a test orders refusals and logins.
         self.holding_refusals = False
         self.refusals: list[asyncio.Future[None]] = []
@@ -61,7 +66,12 @@ class Tap:
                 self.held -= 1
         else:
             self.bodies.append(await request.read())
+            if self.refusing is not None and request.path.startswith(self.refusing):
+                self.statuses.append(401)
+                return web.json_response({"detail": "refused"}, status=401)
         response = await handler(request)
+        if request.path != self.login_path:
+            self.statuses.append(response.status)
         if response.status == 401 and self.holding_refusals:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.refusals.append(waiter)

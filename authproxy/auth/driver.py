@@ -1,17 +1,21 @@
 """The only network code in `auth/`: sends a flow's calls to the upstream and feeds back replies.
 
 Login answers are read whole but bounded (an upstream that streams gigabytes at a login endpoint
-gets a clean failure, not our memory), and transport failures become `LoginUnavailable`.
+gets a clean failure, not our memory), and transport failures become `LoginUnavailable`. One run of
+a flow has its own deadline (`auth.timeout`), from connecting to the parsed answer: a login
+endpoint that never answers must not hold the requests waiting on it for the route's read timeout.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from aiohttp.streams import StreamReader
 from yarl import URL
 
 from authproxy.auth.flow import Flow, Grant, HttpCall, HttpReply
-from authproxy.errors import LoginUnavailable
+from authproxy.errors import LoginTimeout, LoginUnavailable
 from authproxy.upstream_errors import describe_client_error
 
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -24,13 +28,29 @@ class AuthDriver:
     documents them, whatever base path the route forwards to.
     """
 
-    def __init__(self, route: str, session: ClientSession, origin: URL, timeout: ClientTimeout):
+    def __init__(
+        self,
+        route: str,
+        session: ClientSession,
+        origin: URL,
+        timeout: ClientTimeout,
+        deadline: float = 30.0,
+    ):
         self.route = route
         self._session = session
         self._origin = origin
         self._timeout = timeout
+        self._deadline = deadline
 
     async def run(self, flow: Flow) -> Grant:
+        """Drive `flow` to its Grant within the deadline; raises LoginFailed (LoginTimeout)."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._drive(flow)
+        except TimeoutError:
+            raise self._timed_out() from None
+
+    async def _drive(self, flow: Flow) -> Grant:
         call = next(flow)
         while True:
             reply = await self._send(call)
@@ -39,6 +59,9 @@ class AuthDriver:
             except StopIteration as done:
                 grant: Grant = done.value
                 return grant
+
+    def _timed_out(self) -> LoginTimeout:
+        return LoginTimeout(self.route, f"the login did not finish within {self._deadline:g} s")
 
     async def _send(self, call: HttpCall) -> HttpReply:
         path = call.path if call.path.startswith("/") else "/" + call.path
@@ -60,9 +83,8 @@ class AuthDriver:
                 headers = {name.lower(): value for name, value in response.headers.items()}
                 return HttpReply(response.status, headers, body)
         except TimeoutError:
-            raise LoginUnavailable(
-                self.route, "the login endpoint did not answer in time"
-            ) from None
+            # The route's own read timeout ran out first (it is shorter than auth.timeout).
+            raise LoginTimeout(self.route, "the login endpoint did not answer in time") from None
         except ClientError as error:
             raise LoginUnavailable(self.route, describe_client_error(error)) from None
 

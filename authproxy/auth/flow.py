@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -43,16 +44,23 @@ class HttpReply:
     body: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Grant:
     """Captured values (`token`, `refresh_token`, ...) and their lifetime in POSIX seconds.
 
-    `expires_at` None means unknown: valid until the upstream refuses it.
+    `expires_at` None means unknown: valid until the upstream refuses it. A Grant keeps its values
+    masked in every log line for as long as it exists, and no longer: masking every token ever
+    seen would grow with the age of the process (see `SecretRegistry`).
     """
 
     values: Mapping[str, str] = field(repr=False)
     expires_at: float | None
     obtained_at: float
+
+    def __post_init__(self) -> None:
+        held = tuple(self.values.values())
+        REGISTRY.hold(held)
+        weakref.finalize(self, REGISTRY.release, held)
 
 
 Flow = Generator[HttpCall, HttpReply, Grant]
@@ -100,7 +108,6 @@ def adopt_from_response(
     if any(grant.values.get(name) == fresh for name, h in sources.items() if h == trigger):
         return None
     updates = {name: value for name, h in sources.items() if (value := _text(headers.get(h)))}
-    REGISTRY.add_all(updates.values())
     values = {**grant.values, **updates}
     expires = expiry.expires_at(spec.expiry, values, None, headers, now)
     return Grant(MappingProxyType(values), grant.expires_at if expires is None else expires, now)
@@ -150,7 +157,6 @@ def _grant(
         # A refresh answer may omit everything but the token; the values we hold stay valid.
         elif capture.required and (stage == "login" or capture.name == "token"):
             raise LoginUnavailable(route, _missing(stage, reply, capture, body), reply.status)
-    REGISTRY.add_all(values.values())
     expires = expiry.expires_at(spec.expiry, values, body, headers, now)
     return Grant(MappingProxyType(values), expires, now)
 

@@ -8,6 +8,16 @@ States, from the hot path's view (`acquire`):
 
 A rejected login (4xx) waits `relogin_after_rejection` (an account that locks after three bad
 passwords never locks); a transient failure backs off exponentially from 1 s, capped.
+
+A refusal of a token (401) is judged by evidence, never by how long ago the login was:
+- a token the upstream accepted before (or one this process did not just obtain itself: from a
+  store, or from another process) is stale: drop it, log in once, replay;
+- a token refused on its very first use right after a login is suspect. The first such refusal in
+  a while still gets one new login and a replay (a revocation can land between a login and the
+  token's first use); when that does not help, the request gets the upstream's answer, and
+  further refusals are passed on for a backoff that doubles from 1 s. An upstream that refuses
+  everything (or a path that always answers 401) therefore never causes a login per request;
+  a replay that succeeds ends the backoff.
 """
 
 from __future__ import annotations
@@ -26,9 +36,16 @@ from authproxy.auth.expiry import renew_deadline
 from authproxy.auth.flow import Grant, adopt_from_response, can_refresh, login_flow, refresh_flow
 from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.inject import CompiledInjector
+from authproxy.auth.lifetimes import LifetimeLearner
 from authproxy.auth.shared import SharedTokens
 from authproxy.config import AuthSpec
-from authproxy.errors import LoginFailed, LoginRejected, LoginUnavailable, StoreUnavailable
+from authproxy.errors import (
+    LoginFailed,
+    LoginRejected,
+    LoginTimeout,
+    LoginUnavailable,
+    StoreUnavailable,
+)
 from authproxy.tasks import Tasks
 from authproxy.tokens import TokenStore
 
@@ -38,9 +55,6 @@ BACKOFF_START, BACKOFF_CAP = 1.0, 300.0
 # Never inject a token this close to its expiry: it would arrive expired. Capped so that a token
 # of a few seconds keeps most of its life.
 EXPIRY_LEEWAY_SHARE, EXPIRY_LEEWAY_CAP = 0.02, 5.0
-# A token that was obtained because of a 401 and is itself refused this soon is not stale: the
-# upstream refuses something else. Logging in again would only repeat that, once per request.
-REFUSED_AGAIN_WINDOW = 10.0
 PUBLISH_RETRY_SECONDS = 2.0
 
 
@@ -83,6 +97,10 @@ class TokenManager:
         self._shared = None if spec.is_static else shared
         self._shared_down = False
         self._publishing = False
+        # Set once the upstream rotated a token on an ordinary answer (devise_token_auth): one
+        # session cannot be shared between processes then, each rotation would refuse the
+        # others' copies, so this process keeps its own session and its own sign-in.
+        self._private = False
         # Tokens the upstream refused: never taken back from the shared store.
         self._refused: deque[str] = deque(maxlen=4)
         self._clock = clock
@@ -99,7 +117,15 @@ class TokenManager:
         self._retry_at = 0.0
         self._backoff = BACKOFF_START
         self._used_since_login = False
-        self._relogin_grant: Grant | None = None
+        # The current grant came from this process's own login or refresh and the upstream has
+        # not accepted it yet; `_suspect`: it was refused on its first use.
+        self._unproven = False
+        self._suspect = False
+        # Refusals of tokens on their first use since the last replay that succeeded, and the
+        # time until which refusals are passed on without a login.
+        self._fresh_refusals = 0
+        self._hold_until = 0.0
+        self.lifetimes = LifetimeLearner()
         if spec.is_static:
             self._grant = make_static_grant(spec, clock.now())
         else:
@@ -120,6 +146,11 @@ class TokenManager:
     @property
     def renew_at(self) -> float | None:
         return self._renew_at
+
+    @property
+    def logging_in(self) -> bool:
+        """A login or refresh is in flight."""
+        return self._inflight is not None
 
     def failing(self, now: float) -> bool:
         """True while the last login's failure still holds requests off."""
@@ -159,55 +190,123 @@ class TokenManager:
         return status in self.spec.invalid_statuses and not self.spec.is_static
 
     async def after_rejection(self, grant: object) -> Grant | None:
-        """The upstream refused `grant`: drop it if it is still ours, then get one new grant.
+        """The upstream refused `grant`: a grant to replay the request with, or None.
 
-        None means no login is worth making now (the refused token was itself obtained after a
-        refusal, moments ago); the caller then passes the upstream's answer on.
+        None means the refusal is passed on to the client: the refused token never worked and
+        logging in again would only repeat that (see the module docstring).
         """
+        now = self._clock.now()
         if grant is self._grant and self._inflight is None:
-            relogin = self._relogin_grant
-            if (
-                relogin is not None
-                and grant is relogin
-                and self._clock.now() - relogin.obtained_at < REFUSED_AGAIN_WINDOW
-            ):
-                log.warning(
-                    "the upstream refused a token obtained moments ago; not logging in again",
-                    route=self.route,
-                )
+            assert isinstance(grant, Grant)
+            if not self._ends(grant, now):
                 return None
+            if not self._unproven and grant.expires_at is None:
+                self.lifetimes.died(now - grant.obtained_at)
             log.info("token refused by the upstream; logging in again", route=self.route)
             self._drop()
-            if grant is not None:
-                await self._forget_refused(grant)
-        if self._grant is not None and self._grant is not grant:
-            return self._grant
-        renewed = await self._obtain()
-        self._relogin_grant = renewed
-        return renewed
+            await self._forget_refused(grant)
+        if self._grant is not None and self._grant is not grant and self.usable(now):
+            return self._grant  # already replaced: replaying costs no login
+        if self._inflight is None and now < self._hold_until:
+            return None
+        return await self._obtain()
+
+    def _ends(self, grant: Grant, now: float) -> bool:
+        """Whether a refusal of the current `grant` ends it (True: log in again and replay)."""
+        if now < self._hold_until:
+            return False
+        if not self._unproven or self._suspect:
+            return True  # accepted before, or a suspect whose backoff ran out
+        self._suspect = True
+        if self._fresh_refusals == 0:
+            self._fresh_refusals = 1
+            return True
+        self._hold_refusals(now)
+        return False
+
+    def _hold_refusals(self, now: float) -> None:
+        wait = min(BACKOFF_START * 2 ** max(0, self._fresh_refusals - 1), BACKOFF_CAP)
+        self._fresh_refusals += 1
+        self._hold_until = now + wait
+        log.warning(
+            "the upstream refuses tokens on their first use; passing its answers on",
+            route=self.route,
+            retry_in_seconds=round(wait, 1),
+        )
+
+    def answered(
+        self,
+        grant: object,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        *,
+        replayed: bool = False,
+    ) -> None:
+        """The upstream's final answer to a request sent with `grant` (`replayed`: sent again
+        with it after a refusal): evidence for the refusal rules, and rotated tokens to adopt."""
+        if grant is self._grant:
+            if replayed:
+                self._replay_answered(status)
+            elif status < 400 and self._unproven:
+                self._unproven = self._suspect = False
+            if status < 400 and self.lifetimes.learned is not None:
+                assert isinstance(grant, Grant)
+                self._accepted_at_age(grant)
+        adopt = self.spec.adopt
+        if adopt is not None and headers.get(adopt.trigger):
+            self._adopt(headers)
+
+    def _replay_answered(self, status: int) -> None:
+        if status in self.spec.invalid_statuses:
+            # The new token was refused too: logging in did not help this request.
+            self._suspect = True
+            self._fresh_refusals = max(self._fresh_refusals, 1)
+            self._hold_refusals(self._clock.now())
+        elif status < 400:
+            self._unproven = self._suspect = False
+            self._fresh_refusals = 0
+            self._hold_until = 0.0
+
+    def _accepted_at_age(self, grant: Grant) -> None:
+        learned = self.lifetimes.learned
+        if grant.expires_at is None and learned is not None:
+            age = self._clock.now() - grant.obtained_at
+            if age > learned:
+                self.lifetimes.accepted(age)
+                log.info(
+                    "a token outlived the learned lifetime; learning it again",
+                    route=self.route,
+                    learned_seconds=round(learned, 1),
+                )
+                self._renew_at = self._renew_deadline(grant)
+
+    def _adopt(self, headers: CIMultiDictProxy[str]) -> None:
+        current = self._grant
+        if current is None:
+            return
+        lowered = {name.lower(): value for name, value in headers.items()}
+        rotated = adopt_from_response(self.spec, current, lowered, self._clock.now())
+        if rotated is None:
+            return
+        if self._shared is not None and not self._private:
+            self._private = True
+            log.info(
+                "the upstream rotates tokens on its answers; this process keeps a session of "
+                "its own",
+                route=self.route,
+            )
+        self._install(rotated, announce=False)
 
     async def _forget_refused(self, grant: Grant) -> None:
         token = grant.values.get("token")
         if token is None:
             return
         self._refused.append(token)
-        if self._shared is not None:
+        if self._shared is not None and not self._private:
             try:
                 await self._shared.forget(self._key, token)
             except StoreUnavailable:
                 self._store_unreachable()
-
-    def observe(self, grant: object, headers: CIMultiDictProxy[str]) -> None:
-        adopt = self.spec.adopt
-        if adopt is None or not headers.get(adopt.trigger):
-            return
-        current = self._grant
-        if current is None:
-            return
-        lowered = {name.lower(): value for name, value in headers.items()}
-        rotated = adopt_from_response(self.spec, current, lowered, self._clock.now())
-        if rotated is not None:
-            self._install(rotated, announce=False)
 
     # ---- obtaining tokens ---------------------------------------------------------------------
 
@@ -261,7 +360,7 @@ class TokenManager:
 
     async def _obtain_grant(self) -> tuple[Grant, bool]:
         """A new grant and whether this process logged in for it (False: another one did)."""
-        if self._shared is None:
+        if self._shared is None or self._private:
             return await self._renew_or_login(), True
         try:
             outcome = await self._shared.obtain(self._key, self._acceptable, self._renew_or_login)
@@ -332,6 +431,8 @@ class TokenManager:
             except LoginFailed as error:
                 self.stats.refreshes += 1
                 self.stats.refresh_outcomes[_outcome(error)] += 1
+                if isinstance(error, LoginTimeout):
+                    raise  # the upstream does not answer: a login would wait just as long
                 log.info(
                     "refresh failed; logging in with credentials",
                     route=self.route,
@@ -353,19 +454,18 @@ class TokenManager:
         return grant
 
     def _install(self, grant: Grant, *, announce: bool) -> None:
+        """Make `grant` the current one; `announce`: this process just logged in for it."""
         now = self._clock.now()
+        previous = self._grant
+        if announce and previous is not None:
+            grant = self._renewed(previous, grant, now)
         self._grant = grant
         self._failure = None
         self._backoff = BACKOFF_START
         self._used_since_login = False
-        # Static credentials cannot be renewed: they are used until the upstream refuses them.
-        self._renew_at = (
-            None
-            if self.spec.is_static
-            else renew_deadline(
-                grant.obtained_at, grant.expires_at, self.spec.renew_at, self._rng.random()
-            )
-        )
+        self._unproven = announce
+        self._suspect = False
+        self._renew_at = self._renew_deadline(grant)
         self._save(grant)
         if announce:
             self.stats.last_login_at = now
@@ -373,6 +473,36 @@ class TokenManager:
             log.info("token obtained", route=self.route, lifetime_seconds=lifetime)
             if self._renew_at is not None:
                 self._tasks.spawn(self._renew_when_due(grant), name=f"renew-timer:{self.route}")
+
+    def _renewed(self, previous: Grant, grant: Grant, now: float) -> Grant:
+        """`grant`, which replaces a `previous` one still held (a renewal before any refusal)."""
+        token = grant.values.get("token")
+        if token is None or token != previous.values.get("token"):
+            self.lifetimes.replaced()
+            return grant
+        if grant.expires_at is not None:
+            return grant  # its announced expiry says how long it lives
+        # The login answered with the token already held (Django REST framework's
+        # get_or_create): it is as old as it was, and renewing it early cannot work.
+        if not self.lifetimes.sticky:
+            self.lifetimes.sticky = True
+            log.info("logging in again gives the token already held", route=self.route)
+        self.lifetimes.accepted(now - previous.obtained_at)
+        return Grant(grant.values, None, previous.obtained_at)
+
+    def _renew_deadline(self, grant: Grant) -> float | None:
+        """When to renew `grant`: `renew_at` of its lifetime, announced or learned; None: never
+        ahead of a refusal. Static credentials cannot be renewed at all."""
+        if self.spec.is_static:
+            return None
+        expires = grant.expires_at
+        learned = self.lifetimes.learned
+        if expires is None and learned is not None:
+            if self.lifetimes.sticky:
+                # A login before the token dies gets the same token back: renew at its death.
+                return grant.obtained_at + learned
+            expires = grant.obtained_at + learned
+        return renew_deadline(grant.obtained_at, expires, self.spec.renew_at, self._rng.random())
 
     async def _renew_when_due(self, grant: Grant) -> None:
         """Renew ahead of expiry if the route was used since the login; idle routes stay idle."""

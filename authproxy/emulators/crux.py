@@ -10,8 +10,9 @@
                         (both 401s carry `WWW-Authenticate: Token`, as DRF sends)
       /forbidden...     403 {"detail": "You do not have permission to perform this action."}
 
-Like DRF's `Token.objects.get_or_create`, logging in again returns the same key while it lives.
-The lifetime is enforced here but never announced to the client.
+Like DRF's `Token.objects.get_or_create`, logging in again returns the same key while it lives
+(`reuse_live_token=False`: a new key on every login). The lifetime is enforced here but never
+announced to the client.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class CruxSettings:
     username: str = DEMO_CREDENTIALS["username"]
     password: str = DEMO_CREDENTIALS["password"]
     token_key: str = "auth_token"
-    token_lifetime: int = 7200
+    token_lifetime: float = 7200
+    reuse_live_token: bool = True
 
 
 def _detail(status: int, detail: str) -> web.Response:
@@ -82,7 +84,8 @@ def make_app(settings: CruxSettings | None = None, *, clock: Clock = time.time) 
         if not fields_match(fields, {"username": conf.username, "password": conf.password}):
             errors = ["Unable to log in with provided credentials."]
             return web.json_response({"non_field_errors": errors}, status=400)
-        if state.current_token is None or not state.tokens.is_live(state.current_token):
+        current = state.current_token
+        if not conf.reuse_live_token or current is None or not state.tokens.is_live(current):
             state.current_token = secrets.token_hex(20)
             state.tokens.add(state.current_token, conf.token_lifetime)
         state.logins += 1
