@@ -187,7 +187,6 @@ class RedisTokenStore:
                     store=self.where,
                 )
             return None
-        REGISTRY.add_all(grant.values.values())
         return grant
 
     async def _call(self, pending: Awaitable[Any]) -> Any:

@@ -22,7 +22,6 @@ import structlog
 from authproxy.auth.flow import Grant
 from authproxy.config import Route, TokenStoreSettings
 from authproxy.crypto import Cipher, NullCipher, TokenCipher, seal, unseal
-from authproxy.secrets import REGISTRY
 
 log = structlog.get_logger("authproxy.tokens")
 
@@ -112,7 +111,8 @@ UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def read_grants(path: Path, cipher: Cipher) -> dict[str, Grant]:
     """The grants in a token file; {} when it does not exist. Raises one of `UNREADABLE`.
 
-    Every token read is registered for redaction: another process may have obtained it.
+    Every token read is masked in logs while its Grant exists: another process may have
+    obtained it.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -125,10 +125,7 @@ def read_grants(path: Path, cipher: Cipher) -> dict[str, Grant]:
     entries = document["tokens"]
     if not isinstance(entries, dict):
         raise TypeError("tokens")
-    grants = {str(key): grant_from_document(entry) for key, entry in entries.items()}
-    for grant in grants.values():
-        REGISTRY.add_all(grant.values.values())
-    return grants
+    return {str(key): grant_from_document(entry) for key, entry in entries.items()}
 
 
 def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> None:
