@@ -5,8 +5,9 @@ workers coordinate through it the way replicas coordinate through Redis:
 
 * Each write re-reads the file and replaces it atomically (temp file, fsync, rename) under an
   exclusive `flock` on `<path>.lock`, held for milliseconds: readers never see half a file, and
-  two writers never lose each other's entries. Every write goes through here: a `FileStore` per
-  worker would rewrite the whole file from its own, older copy.
+  two writers never lose each other's entries. File I/O runs in a thread, off the event loop.
+  Every write goes through here: a `FileStore` per worker would rewrite the whole file from its
+  own, older copy.
 * The login lock of one key is a `flock` on a file of its own, `<path>.<key>.lock`, so a login
   hanging on one upstream does not hold up another route's login in the other workers.
 * No lease and no fencing: the kernel releases a flock when its holder dies, and a living holder
@@ -63,7 +64,9 @@ class FileTokenStore:
 
     async def load(self, key: str) -> Grant | None:
         """The grant stored now (re-read on every call), or None."""
-        return self._read().get(key)
+        # File I/O happens in a thread: a slow disk must not stall the requests being served.
+        grants = await asyncio.to_thread(self._read)
+        return grants.get(key)
 
     async def save(self, key: str, grant: Grant, *, fence: int) -> bool:
         """Store `grant`; always True. `fence` is ignored: a flock cannot be taken over."""
@@ -131,19 +134,23 @@ class FileTokenStore:
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(f"token file lock {self._lock_path} is not released")
                 await asyncio.sleep(random.uniform(*WRITE_POLL))
-            # No await from here on: the lock is held only for this synchronous read and write.
-            grants = self._read()
-            if not change(grants):
-                return False
-            try:
-                write_grants(self.path, grants, self._cipher)
-            except OSError as error:
-                raise StoreUnavailable(
-                    f"token file {self.path} not writable: {error.strerror}"
-                ) from None
-            return True
+            # The lock is held only for this read and write, done in a thread so that the
+            # fsync does not stall the event loop.
+            return await asyncio.to_thread(self._read_change_write, change)
         finally:
             os.close(fd)  # releases the flock
+
+    def _read_change_write(self, change: Callable[[dict[str, Grant]], bool]) -> bool:
+        grants = self._read()
+        if not change(grants):
+            return False
+        try:
+            write_grants(self.path, grants, self._cipher)
+        except OSError as error:
+            raise StoreUnavailable(
+                f"token file {self.path} not writable: {error.strerror}"
+            ) from None
+        return True
 
 
 class FileLoginLock:

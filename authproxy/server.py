@@ -116,7 +116,9 @@ class Proxy:
         if public_bind_refused(settings.listen, settings.clients, settings.allow_unauthenticated):
             raise StartupError(f"refusing to listen on {settings.listen}: {PUBLIC_BIND_PROBLEM}")
         self._pool = UpstreamPool(settings.routes)
-        self._local = self._store if self._store is not None else open_store(settings.token_store)
+        self._local = (
+            self._store if self._store is not None else open_store(settings.token_store, self.tasks)
+        )
         await self._open_shared_store()
         self._apply_routes(settings, {})
         server = ProxyHttpServer(
@@ -261,6 +263,7 @@ class Proxy:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self._local.close()  # the last rotations reach the token file
         await self.tasks.close()
         if self._redis is not None:
             await self._redis.close()

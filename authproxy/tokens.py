@@ -4,14 +4,22 @@ The file holds tokens only, never passwords, under keys made of the route name a
 upstream and credentials, so changed credentials never pick up a stale token. It is written
 atomically (temp file, fsync, rename) with mode 0600; a corrupt or unreadable file is a warning
 and a fresh start, never a crash. A store that cannot be written falls back to memory, loudly.
+
+Writes are coalesced: an API that rotates its token on every answer would otherwise cost an
+fsync per request on the event loop. At most one write a `WRITE_INTERVAL`, in a worker thread,
+and whatever is pending at `close()`. A crash loses at most the last interval's changes; a token
+the file then gives back stale is refused by the upstream and replaced (auth/manager.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -22,10 +30,12 @@ import structlog
 from authproxy.auth.flow import Grant
 from authproxy.config import Route, TokenStoreSettings
 from authproxy.crypto import Cipher, NullCipher, TokenCipher, seal, unseal
+from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.tokens")
 
 FILE_VERSION = 1
+WRITE_INTERVAL = 1.0
 
 
 def store_key(route: Route) -> str:
@@ -46,6 +56,10 @@ class TokenStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    async def close(self) -> None:
+        """Write whatever is still pending."""
+        ...
+
 
 class MemoryStore:
     def __init__(self) -> None:
@@ -60,28 +74,74 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         self._grants.pop(key, None)
 
+    async def close(self) -> None:
+        return None
+
 
 class FileStore(MemoryStore):
-    """A MemoryStore mirrored to a file on every change (changes are rare: logins, refreshes).
+    """A MemoryStore mirrored to a file.
 
-    One process only: it rewrites the whole file from its own copy. Workers of one
-    `serve --workers N` share the file through `file_shared.FileTokenStore` instead.
+    With `tasks` (a running proxy), changes are written behind, coalesced (module docstring);
+    without (a command that only reads, a test), each change is written at once. One process
+    only: it rewrites the whole file from its own copy. Workers of one `serve --workers N`
+    share the file through `file_shared.FileTokenStore` instead.
     """
 
-    def __init__(self, path: str, cipher: Cipher | None = None) -> None:
+    def __init__(self, path: str, cipher: Cipher | None = None, tasks: Tasks | None = None):
         super().__init__()
         self.path = Path(path)
         self._cipher: Cipher = cipher or NullCipher()
         self._grants.update(self._read())
+        self._tasks = tasks
+        self._dirty = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._last_write = float("-inf")
+        # A write in a thread may still run when `close` writes the last changes: one at a time,
+        # so an older copy can never replace a newer one.
+        self._write_lock = threading.Lock()
+        self._warned = False
 
     def save(self, key: str, grant: Grant) -> None:
         super().save(key, grant)
-        self._write()
+        self._changed()
 
     def delete(self, key: str) -> None:
         if key in self._grants:
             super().delete(key)
-            self._write()
+            self._changed()
+
+    async def close(self) -> None:
+        """Write what is pending now, without waiting out the interval."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+        if self._dirty:
+            self._dirty = False
+            await asyncio.to_thread(self._write, dict(self._grants))
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if self._tasks is None or self._closing:
+            self._dirty = False
+            self._write(self._grants)
+        elif self._writer is None:
+            self._writer = self._tasks.spawn(self._write_behind(), name="token-file-writer")
+
+    async def _write_behind(self) -> None:
+        try:
+            while self._dirty:
+                wait = self._last_write + WRITE_INTERVAL - time.monotonic()
+                if wait > 0 and not self._closing:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                self._dirty = False
+                self._last_write = time.monotonic()
+                await asyncio.to_thread(self._write, dict(self._grants))
+        finally:
+            self._writer = None
 
     def in_memory(self) -> MemoryStore:
         """A MemoryStore holding what this file held when it was read."""
@@ -100,8 +160,20 @@ class FileStore(MemoryStore):
             )
             return {}
 
-    def _write(self) -> None:
-        write_grants(self.path, self._grants, self._cipher)
+    def _write(self, grants: Mapping[str, Grant]) -> None:
+        with self._write_lock:
+            try:
+                write_grants(self.path, grants, self._cipher)
+            except OSError as error:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "could not write the token file; tokens will not survive a restart",
+                        path=str(self.path),
+                        error=type(error).__name__,
+                    )
+                return
+            self._warned = False
 
 
 # What `read_grants` raises for a file that exists but cannot be used.
@@ -174,14 +246,15 @@ def cipher_for(settings: TokenStoreSettings) -> Cipher:
     return NullCipher() if settings.key is None else TokenCipher.from_key(settings.key.reveal())
 
 
-def open_store(settings: TokenStoreSettings) -> TokenStore:
+def open_store(settings: TokenStoreSettings, tasks: Tasks | None = None) -> TokenStore:
     """The configured local store; an unwritable file falls back to memory with a warning.
 
-    With a shared (Redis) store, each process keeps its own copy in memory.
+    With a shared (Redis) store, each process keeps its own copy in memory. `tasks`: writes go
+    behind, coalesced, as a running proxy needs (see `FileStore`).
     """
     if settings.kind in ("memory", "redis") or settings.path is None:
         return MemoryStore()
-    store = FileStore(settings.path, cipher_for(settings))
+    store = FileStore(settings.path, cipher_for(settings), tasks)
     try:
         store.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         probe = tempfile.NamedTemporaryFile(dir=store.path.parent, prefix=".probe-")  # noqa: SIM115

@@ -6,9 +6,12 @@ second process reuses the first one's token: the emulator counts exactly one log
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -17,9 +20,11 @@ from aiohttp import ClientSession
 from authfakes import bearer, route, running_proxy, serve, settings_for
 from structlog.testing import capture_logs
 
+from authproxy import tokens
 from authproxy.auth.clock import ManualClock
 from authproxy.auth.flow import Grant
-from authproxy.emulators import cosmic, emnify
+from authproxy.crypto import NullCipher
+from authproxy.emulators import cosmic, cucumberstudio, emnify
 from authproxy.tokens import FileStore, store_key
 
 PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
@@ -223,3 +228,57 @@ def test_file_store_with_a_key_keeps_tokens_encrypted_and_a_wrong_key_reads_as_e
         other = FileStore(str(path), TokenCipher.from_key(generate_key()))
     assert other.load("route:abc") is None
     assert any("unreadable" in entry["event"] for entry in logs)
+
+
+# ---- writes behind, coalesced ----------------------------------------------------------------
+
+
+async def test_rotation_on_every_answer_writes_the_file_at_most_about_once_a_second(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tokens.json"
+    clock = ManualClock()
+    conf = cucumberstudio.CucumberStudioSettings(rotate_tokens=True)
+    app = cucumberstudio.make_app(conf, clock=clock.now)
+    async with serve(app, cucumberstudio.LOGIN_PATH) as emu:
+        auth = {"preset": "cucumberstudio", **cucumberstudio.DEMO_CREDENTIALS}
+        settings = settings_for({"cs": route(emu.url, **auth)}, token_store=str(path))
+        versions: set[tuple[int, int]] = set()
+        snapshots: list[str] = []
+        watching = True
+
+        async def watch() -> None:
+            while watching:
+                with contextlib.suppress(FileNotFoundError):
+                    info = path.stat()
+                    if (info.st_ino, info.st_mtime_ns) not in versions:
+                        versions.add((info.st_ino, info.st_mtime_ns))
+                        snapshots.append(path.read_text())
+                await asyncio.sleep(0.002)
+
+        watcher = asyncio.gather(watch())
+        started = time.monotonic()
+        async with running_proxy(settings, clock) as proxy:
+            for i in range(300):
+                assert (await proxy.get(f"/cs/api/projects/{i}")).status == 200
+            elapsed = time.monotonic() - started
+            writes_while_serving = len(versions)
+        watching = False
+        await watcher
+        assert writes_while_serving <= elapsed / tokens.WRITE_INTERVAL + 2
+        # Stopping wrote the last rotation: a restart continues with the current token.
+        state = emu.state
+        assert isinstance(state, cucumberstudio.CucumberStudioState)
+        current = next(iter(state.clients.values())).token
+        stored = tokens.read_grants(path, NullCipher())
+        assert [grant.values["token"] for grant in stored.values()] == [current]
+        async with running_proxy(settings, clock) as proxy:
+            assert (await proxy.get("/cs/api/after-restart")).status == 200
+        assert emu.state.logins == 1
+
+        # A crash loses the last second of rotations: the file gives back an older token. The
+        # upstream refuses it, and the proxy signs in again instead of locking anyone out.
+        path.write_text(snapshots[0])
+        async with running_proxy(settings, clock) as proxy:
+            assert (await proxy.get("/cs/api/after-crash")).status == 200
+        assert emu.state.logins == 2
