@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types unit clean bench
+.PHONY: run test lint types unit clean bench soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("authproxy needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -20,8 +20,8 @@ run: $(STAMP)
 test: lint types unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check authproxy tests
-	$(BIN)/ruff format --check authproxy tests
+	$(BIN)/ruff check authproxy tests bench
+	$(BIN)/ruff format --check authproxy tests bench
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -33,6 +33,12 @@ unit: $(STAMP)
 # Not part of `make test`: several minutes of load on this machine (see bench/run.py).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Not part of `make test`: token churn for MINUTES (default 10), one process and two workers side
+# by side, with a verdict on memory, descriptors, client-visible errors and logins (bench/soak.py).
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

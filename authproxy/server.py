@@ -386,6 +386,8 @@ class Proxy:
 
     async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
         document = status_document(self.settings, self.managers, self.clock.now())
+        # For watching a long-running process: tasks that pile up are a leak (see bench/soak.py).
+        document["process"] = {"pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
         if "text/html" in request.headers.get("Accept", ""):
             return web.Response(text=render_status_html(document), content_type="text/html")
         return web.json_response(document)
