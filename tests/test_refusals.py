@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
+from aiohttp import ClientSession
 from authfakes import Emulator, RunningProxy, route, running_proxy, serve, settings_for, wait_until
 
 from authproxy.auth.clock import ManualClock
 from authproxy.auth.lifetimes import LifetimeLearner
-from authproxy.emulators import cosmic, crux
+from authproxy.emulators import cosmic, crux, cucumberstudio
+from authproxy.server import Proxy
 
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
 CRUX = {"preset": "crux", **crux.DEMO_CREDENTIALS}
@@ -245,3 +248,41 @@ async def test_a_hanging_login_answers_every_waiting_request_with_504_at_its_dea
             emu.tap.release_logins()
             clock.advance(1.5)
             assert (await proxy.get("/cosmic/later")).status == 200
+
+
+# ---- a rotating upstream and processes that share a store ----------------------------------------
+
+
+async def test_workers_sharing_a_store_keep_their_own_session_once_the_upstream_rotates(
+    tmp_path: Path,
+) -> None:
+    """devise_token_auth rotating on every answer refuses any copy but the latest two: workers
+    that shared one session would refuse each other. Each keeps a session of its own instead."""
+    clock = ManualClock()
+    conf = cucumberstudio.CucumberStudioSettings(rotate_tokens=True)
+    app = cucumberstudio.make_app(conf, clock=clock.now)
+    async with serve(app, cucumberstudio.LOGIN_PATH) as emu:
+        auth = {"preset": "cucumberstudio", **cucumberstudio.DEMO_CREDENTIALS}
+        store = str(tmp_path / "tokens.json")
+        settings = settings_for({"cs": route(emu.url, **auth)}, token_store=store)
+        # Two workers of one `serve --workers 2`: in one process, they still only share the
+        # file (flock is per open file, so they lock each other out as processes would).
+        workers = [Proxy(settings, clock=clock, workers=2) for _ in range(2)]
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(ClientSession())
+            bases = []
+            for worker in workers:
+                await worker.start()
+                stack.push_async_callback(worker.stop)
+                bases.append(worker.urls[0])
+            order = [0, 1, 0, 0, 1, 1, 1, 0] * 25
+            for number, index in enumerate(order):
+                async with http.get(f"{bases[index]}/cs/api/projects/{number}") as reply:
+                    assert reply.status == 200
+                clock.advance(0.5)  # past devise's 5-second batch window now and then
+            assert emu.state.logins <= 2  # the shared first sign-in, then one of its own
+            emu.state.revoke_all()
+            for number, index in enumerate(order[:8]):
+                async with http.get(f"{bases[index]}/cs/api/after/{number}") as reply:
+                    assert reply.status == 200
+            assert emu.state.logins <= 4
