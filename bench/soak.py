@@ -17,7 +17,8 @@ and logins and refreshes per API as the emulators counted them. The verdict fail
   token is renewed at 80% of its life (less up to 5% of jitter, and a JWT's whole-second `exp`
   takes up to a second off a 6-second life), so "one per token" is one per 0.75 x 5 s here. A
   rotating API (CucumberStudio) gets its budget once per worker: one devise session cannot be
-  shared between processes (see the README), so each worker signs in for itself.
+  shared between processes (see the README), so each worker signs in for itself, and a worker
+  that the kernel sends no request for a while renews its session by signing in.
 
     .venv/bin/python bench/soak.py --minutes 60 --out bench/results/soak-60min.md
 """
@@ -350,7 +351,7 @@ def verdict(run: Run, elapsed: float) -> list[tuple[bool, str]]:
     for name, logins in last.logins.items():
         budget = 1 + tokens + run.revocations[name]
         if name in ROTATING:
-            budget = run.workers * (1 + run.revocations[name])
+            budget *= run.workers
         checks.append(
             (
                 logins <= budget,

@@ -244,26 +244,35 @@ class TokenManager:
     ) -> None:
         """The upstream's final answer to a request sent with `grant` (`replayed`: sent again
         with it after a refusal): evidence for the refusal rules, and rotated tokens to adopt."""
-        if grant is self._grant:
-            if replayed:
-                self._replay_answered(status)
-            elif status < 400 and self._unproven:
-                self._unproven = self._suspect = False
-            if status < 400 and self.lifetimes.learned is not None:
-                assert isinstance(grant, Grant)
-                self._accepted_at_age(grant)
+        if replayed:
+            self._replay_answered(grant, status)
+        elif grant is self._grant and status < 400 and self._unproven:
+            # A token this process just obtained worked on its first use. That settles a single
+            # retry after a refusal that was left open (its replay never came back), but not a
+            # backoff that has grown: only a replay that succeeds ends that one.
+            if not self._suspect and self._fresh_refusals == 1:
+                self._fresh_refusals = 0
+            self._unproven = self._suspect = False
+        if status < 400 and grant is self._grant and self.lifetimes.learned is not None:
+            assert isinstance(grant, Grant)
+            self._accepted_at_age(grant)
         adopt = self.spec.adopt
         if adopt is not None and headers.get(adopt.trigger):
             self._adopt(headers)
 
-    def _replay_answered(self, status: int) -> None:
+    def _replay_answered(self, grant: object, status: int) -> None:
+        now = self._clock.now()
         if status in self.spec.invalid_statuses:
-            # The new token was refused too: logging in did not help this request.
-            self._suspect = True
-            self._fresh_refusals = max(self._fresh_refusals, 1)
-            self._hold_refusals(self._clock.now())
+            # The new token was refused too: logging in did not help this request. Concurrent
+            # replays refused together count once.
+            if grant is self._grant:
+                self._suspect = True
+            if now >= self._hold_until:
+                self._fresh_refusals = max(self._fresh_refusals, 1)
+                self._hold_refusals(now)
         elif status < 400:
-            self._unproven = self._suspect = False
+            if grant is self._grant:
+                self._unproven = self._suspect = False
             self._fresh_refusals = 0
             self._hold_until = 0.0
 
