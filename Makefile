@@ -20,8 +20,8 @@ run: $(STAMP)
 test: lint types unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check authproxy tests
-	$(BIN)/ruff format --check authproxy tests
+	$(BIN)/ruff check authproxy tests tools
+	$(BIN)/ruff format --check authproxy tests tools
 
 types: $(STAMP)
 	$(BIN)/mypy

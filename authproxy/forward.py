@@ -13,7 +13,6 @@ from typing import Protocol
 
 import structlog
 from aiohttp import ClientSession, ClientTimeout, web
-from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -27,7 +26,7 @@ from authproxy.headers import (
     upstream_request_headers,
 )
 from authproxy.http1 import InvalidRequestHead
-from authproxy.upstream_client import OriginClient, RequestBody, UpstreamResponse
+from authproxy.upstream_client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
 from authproxy.upstream_errors import TimedOut, UpstreamFailure
 from authproxy.upstreams import origin_client_of
 from authproxy.websocket import is_websocket_upgrade, proxy_websocket
@@ -128,7 +127,7 @@ async def forward(
         if (
             auth is not None
             and auth.rejects(upstream.status)
-            and not isinstance(body, StreamReader)
+            and not isinstance(body, StreamedBody)
         ):
             # The token was refused: renew it once and replay, with headers rebuilt from
             # scratch. None means no new token is worth a login now; the client then gets
@@ -158,7 +157,7 @@ async def _request_body(request: web.BaseRequest, runtime: RouteRuntime) -> Requ
     length = request.content_length
     if runtime.auth is not None and length is not None and length <= REPLAY_LIMIT:
         return await request.read()
-    return request.content
+    return StreamedBody(request.content, length)
 
 
 async def _send(

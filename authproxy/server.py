@@ -123,6 +123,9 @@ class Proxy:
             self.handle,
             header_timeout=settings.header_timeout,
             handler_cancellation=True,
+            # aiohttp would inflate gzip/deflate request bodies: bytes pass as sent instead, or
+            # a body could change under the client's framing and smuggle a request upstream.
+            auto_decompress=False,
             keepalive_timeout=settings.keepalive_timeout,
             max_line_size=settings.max_header_size,
             max_field_size=settings.max_header_size,
