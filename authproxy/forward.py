@@ -180,6 +180,8 @@ async def _relay(
 ) -> web.StreamResponse:
     head = upstream.head
     out = passed_downstream(head.headers, head.lowered, head.connection, runtime.response_removed)
+    if head.content_length is not None:
+        out["Content-Length"] = str(head.content_length)
     for name in ("Location", "Content-Location"):
         if (value := out.get(name)) is not None:
             out[name] = runtime.rewriter.rewrite(value, f"{request.scheme}://{request.host}")

@@ -75,8 +75,10 @@ def downstream_response_headers(
 
 
 def response_removal(drop: Iterable[str]) -> frozenset[str]:
-    """Lower-case names never passed downstream on a route: hop-by-hop ones plus `drop`."""
-    return HOP_BY_HOP.union(name.lower() for name in drop)
+    """Lower-case names never copied downstream on a route: hop-by-hop ones, `drop`, and
+    Content-Length, which the proxy sets once from the answer's framing (RFC 9112 §6.3: never
+    next to Transfer-Encoding, never twice)."""
+    return HOP_BY_HOP.union(("content-length",), (name.lower() for name in drop))
 
 
 def passed_downstream(
