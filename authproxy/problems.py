@@ -50,6 +50,9 @@ def problem_for(error: UpstreamError) -> web.Response:
     extra: dict[str, object] | None = None
     if isinstance(error, LoginFailed) and error.upstream_status is not None:
         extra = {"upstream_status": error.upstream_status}
-    return problem_response(
+    response = problem_response(
         error.status, error.detail, kind=error.kind, route=error.route, extra=extra
     )
+    if error.closes_connection:
+        response.force_close()
+    return response

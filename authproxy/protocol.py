@@ -21,6 +21,10 @@ from authproxy.problems import problem_response
 
 log = structlog.get_logger("authproxy.protocol")
 
+# Set on a request whose client stopped sending its body: once the answer is out, the connection
+# closes at once, instead of aiohttp lingering for seconds to read a body that is not coming.
+CLOSE_AFTER_ANSWER = web.RequestKey("authproxy.close_after_answer", bool)
+
 
 def status_for_parse_error(error: BaseException | None) -> tuple[int, str]:
     # LineTooLong does not say which line overflowed: its text is the client's own bytes, so
@@ -57,6 +61,14 @@ class ProxyRequestHandler(RequestHandler):
             log.info("closed a connection that sent no complete request in time")
             self.force_close()
             self.transport.close()
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        finished = await super().finish_response(request, resp, start_time)
+        if request.get(CLOSE_AFTER_ANSWER):
+            self.force_close()  # the answer is written; the transport sends it, then closes
+        return finished
 
     def handle_error(
         self,

@@ -35,7 +35,8 @@ from authproxy.logging import info_fast
 from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
-from authproxy.protocol import ProxyHttpServer
+from authproxy.protocol import CLOSE_AFTER_ANSWER, ProxyHttpServer
+from authproxy.request_body import BodyLimits, ReplayBudget
 from authproxy.routes import RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
@@ -88,6 +89,8 @@ class Proxy:
         self.managers: dict[str, TokenManager] = {}
         self._runtimes: dict[str, RouteRuntime] = {}
         self.gate = ClientGate(settings.clients)
+        # One budget for every buffered replay body of this process (limits.replay_buffer_total).
+        self.replay_budget = ReplayBudget(settings.replay_buffer_total)
         self.metrics = Metrics()
         self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
         # Probes stay open; what describes the upstream accounts needs a client key when
@@ -190,14 +193,17 @@ class Proxy:
             auth = self._manager_for(route, previous.get(route.name))
             if auth is not None:
                 managers[route.name] = auth
-            runtimes[route.name] = self._runtime_for(route, auth)
+            runtimes[route.name] = self._runtime_for(route, auth, settings.body_timeout)
         self.settings = settings
         self.table = RouteTable(settings.routes)
         self.gate = ClientGate(settings.clients)
+        self.replay_budget.total = settings.replay_buffer_total
         self.managers = managers
         self._runtimes = runtimes
 
-    def _runtime_for(self, route: Route, auth: TokenManager | None) -> RouteRuntime:
+    def _runtime_for(
+        self, route: Route, auth: TokenManager | None, body_timeout: float
+    ) -> RouteRuntime:
         assert self._pool is not None
         return RouteRuntime(
             route=route,
@@ -210,6 +216,7 @@ class Proxy:
             origin_client=self._pool.client(route.name),
             drop_request=auth.request_headers if auth else frozenset(),
             drop_response=auth.response_headers if auth else frozenset(),
+            bodies=BodyLimits(body_timeout, self.replay_budget),
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
@@ -276,12 +283,15 @@ class Proxy:
             return response
         except UpstreamError as error:
             response = problem_for(error)
+            if error.closes_connection:
+                request[CLOSE_AFTER_ANSWER] = True
             return response
         except asyncio.CancelledError:
             exchange.status = exchange.status or CLIENT_CLOSED
             raise
         finally:
             self.metrics.in_flight.dec()
+            self.replay_budget.release(exchange.replay_held)
             if response is not None:
                 exchange.status = exchange.status or response.status
                 if not response.prepared:

@@ -34,6 +34,7 @@ from authproxy.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serializ
 from authproxy.upstream_conn import UpstreamConnection
 from authproxy.upstream_errors import (
     CertificateRejected,
+    ClientBodyStalled,
     ConnectFailed,
     ConnectionBroken,
     Disconnected,
@@ -53,6 +54,8 @@ class StreamedBody:
 
     reader: StreamReader
     length: int | None = None
+    # Seconds the client may send nothing before the exchange fails (ClientBodyStalled).
+    idle_timeout: float | None = None
 
 
 RequestBody = bytes | StreamedBody | None
@@ -261,7 +264,8 @@ class OriginClient:
         left = body.length
         try:
             while not conn.closed:
-                data = await body.reader.readany()
+                async with asyncio.timeout(body.idle_timeout):
+                    data = await body.reader.readany()
                 if left is None:
                     if not data:
                         transport.write(LAST_CHUNK)
@@ -281,6 +285,8 @@ class OriginClient:
                     await conn.drain()
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            conn.fail(ClientBodyStalled())
         except Exception:  # noqa: BLE001 - the client's stream broke; the exchange fails
             conn.fail(SendFailed())
 

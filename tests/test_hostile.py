@@ -4,10 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from aiohttp import ClientSession, TCPConnector, TraceConfig, TraceConnectionCreateEndParams, web
-from fakes import BOUND, FakeUpstream, get, raw_connection, raw_request, route, running_proxy
+from authfakes import route as auth_fakes_route
+from authfakes import running_proxy as authfakes_proxy
+from authfakes import serve, settings_for, wait_until
+from fakes import (
+    BOUND,
+    FakeUpstream,
+    RawResponse,
+    auth_route,
+    get,
+    raw_connection,
+    raw_request,
+    read_response,
+    route,
+    running_proxy,
+)
+from yarl import URL
+
+from authproxy.auth.clock import ManualClock
+from authproxy.emulators import cosmic
+from tools.recording_upstream import RecordingUpstream
 
 CONCURRENT = 200
 
@@ -117,3 +137,70 @@ async def test_many_concurrent_keep_alive_connections_are_served() -> None:
     # The second round reused every connection, on both sides of the proxy.
     assert created == CONCURRENT
     assert upstream.connections == CONCURRENT
+
+
+# ---- slow bodies ---------------------------------------------------------------------------------
+
+SLOW_CLIENTS = 20
+
+
+async def one_byte_short(proxy: URL, path: str) -> tuple[RawResponse, bytes]:
+    """Declare 100 bytes, send 99, and wait: the answer, then what follows it (EOF: b"")."""
+    async with raw_connection(proxy) as (reader, writer):
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: 100\r\n\r\n".encode()
+            + b"x" * 99
+        )
+        answer = await asyncio.wait_for(read_response(reader), BOUND)
+        return answer, await asyncio.wait_for(reader.read(), BOUND)
+
+
+async def test_bodies_that_stop_one_byte_short_get_408_and_are_closed() -> None:
+    async with (
+        RecordingUpstream() as upstream,
+        running_proxy(
+            route(upstream.url, "/plain"), auth_route(upstream.url), body_timeout=0.3
+        ) as proxy,
+    ):
+        # Buffered for a replay (auth) and streamed upstream (plain), many at once.
+        paths = [f"/{kind}/slow/{i}" for kind in ("auth", "plain") for i in range(SLOW_CLIENTS)]
+        results = await asyncio.gather(*(one_byte_short(proxy, path) for path in paths))
+        for answer, after in results:
+            assert answer.status == 408
+            assert answer.headers["Connection"] == "close"
+            assert json.loads(answer.body)["type"] == "urn:authproxy:problem:body-timeout"
+            assert after == b""
+        assert (await raw_request(proxy, get("/plain/fine"))).status == 200
+    # Nothing incomplete reached the upstream as a request, and no connection that carried a
+    # partial body was used again (the next request would have continued that body).
+    assert [(seen.method, seen.target) for seen in upstream.requests] == [("GET", "/fine")]
+    assert upstream.problems == []
+    assert upstream.leftovers == []
+
+
+async def test_a_used_up_replay_budget_streams_the_next_body() -> None:
+    clock = ManualClock()
+    async with serve(cosmic.make_app(clock=clock.now), cosmic.LOGIN_PATH) as emu:
+        auth = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
+        settings = replace(
+            settings_for({"cosmic": auth_fakes_route(emu.url, **auth)}), replay_buffer_total=100
+        )
+        async with authfakes_proxy(settings, clock) as proxy:
+            assert (await proxy.get("/cosmic/warm-up")).status == 200
+            emu.state.revoke_all()
+            emu.tap.holding_refusals = True
+            loop = asyncio.get_running_loop()
+            first = loop.create_task(
+                proxy.request("POST", "/cosmic/a", data=b"a" * 60), name="first"
+            )
+            await wait_until(lambda: emu.tap.held_refusals == 1, "the first 401")
+            # The first body holds 60 of 100 bytes until its exchange ends: this one streams.
+            second = loop.create_task(
+                proxy.request("POST", "/cosmic/b", data=b"b" * 60), name="second"
+            )
+            await wait_until(lambda: emu.tap.held_refusals == 2, "the second 401")
+            emu.tap.release_refusals(2)
+            replies = await asyncio.wait_for(asyncio.gather(first, second), BOUND)
+            assert [reply.status for reply in replies] == [200, 401]
+            assert emu.tap.bodies[-3:] == [b"a" * 60, b"b" * 60, b"a" * 60]  # one replay
+            assert proxy.proxy.replay_budget.held == 0

@@ -13,11 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from fakes import BOUND, raw_connection, read_response
+from fakes import BOUND, auth_route, raw_connection, read_response, route, running_proxy
 from yarl import URL
 
-from authproxy.config_load import parse_settings
-from authproxy.server import Proxy
 from tools.recording_upstream import RecordingUpstream
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: upstream.test\r\n\r\n"
@@ -39,26 +37,13 @@ def inflating_into_a_request(encoding: str) -> bytes:
 
 
 @asynccontextmanager
-async def proxy_before(upstream: RecordingUpstream, **limits: object) -> AsyncIterator[URL]:
+async def proxy_before(upstream: RecordingUpstream, **settings: object) -> AsyncIterator[URL]:
     """A proxy with a plain route (`/plain`, bodies stream) and a route with static auth (`/auth`,
     small bodies are buffered for a replay), both to `upstream`."""
-    document = {
-        "listen": "127.0.0.1:0",
-        "limits": limits,
-        "routes": {
-            "plain": {"upstream": str(upstream.url)},
-            "auth": {
-                "upstream": str(upstream.url),
-                "auth": {"credentials": {"key": "k-1"}, "inject": {"headers": {"X-Key": "{key}"}}},
-            },
-        },
-    }
-    proxy = Proxy(parse_settings(document, source="test", environ={}))
-    await proxy.start()
-    try:
-        yield URL(proxy.urls[0])
-    finally:
-        await proxy.stop()
+    async with running_proxy(
+        route(upstream.url, "/plain"), auth_route(upstream.url), **settings
+    ) as proxy:
+        yield proxy
 
 
 def post(path: str, body: bytes, *headers: str) -> bytes:
