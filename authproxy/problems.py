@@ -27,13 +27,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, object] | None = None,
 ) -> web.Response:
-    title = HTTPStatus(status).phrase
-    body: dict[str, object] = {
-        "type": TYPE_BASE + (kind or title.lower().replace(" ", "-")),
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
+    body = _document(status, detail, kind)
     if route is not None:
         body["route"] = route
     if extra:
@@ -44,6 +38,32 @@ def problem_response(
         content_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+
+
+def canned_problem(
+    status: int, detail: str, *, kind: str, headers: dict[str, str] | None = None
+) -> bytes:
+    """A whole HTTP/1.1 problem answer that closes the connection, as bytes: for answering
+    before aiohttp has parsed anything (a connection over the cap)."""
+    body = json.dumps(_document(status, detail, kind)).encode()
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Content-Type: {PROBLEM_CONTENT_TYPE}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    return "\r\n".join([*lines, "", ""]).encode() + body
+
+
+def _document(status: int, detail: str, kind: str | None) -> dict[str, object]:
+    title = HTTPStatus(status).phrase
+    return {
+        "type": TYPE_BASE + (kind or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
 
 
 def problem_for(error: UpstreamError) -> web.Response:

@@ -108,6 +108,7 @@ class Proxy:
         self._redis: RedisTokenStore | None = None
         self._shared: SharedTokens | None = None
         self._runner: web.ServerRunner | None = None
+        self._http: ProxyHttpServer | None = None
         self.urls: list[str] = []
 
     def runtime(self, route_name: str) -> RouteRuntime:
@@ -122,9 +123,10 @@ class Proxy:
         self._local = self._store if self._store is not None else open_store(settings.token_store)
         await self._open_shared_store()
         self._apply_routes(settings, {})
-        server = ProxyHttpServer(
+        self._http = server = ProxyHttpServer(
             self.handle,
             header_timeout=settings.header_timeout,
+            max_connections=settings.max_connections,
             handler_cancellation=True,
             # aiohttp would inflate gzip/deflate request bodies: bytes pass as sent instead, or
             # a body could change under the client's framing and smuggle a request upstream.
@@ -253,6 +255,9 @@ class Proxy:
                 log.warning("config change needs a restart to take effect", key=key)
         kept = replace(new, listen=old.listen, token_store=old.token_store)
         self._apply_routes(kept, self.managers)
+        if self._http is not None:  # connections opened from now on
+            self._http.header_timeout = kept.header_timeout
+            self._http.max_connections = kept.max_connections
         log.info("config reloaded", routes=[route.name for route in kept.routes])
 
     async def _warm(self, manager: TokenManager) -> None:
