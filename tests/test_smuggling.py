@@ -7,9 +7,7 @@ request hidden inside another one's body shows up as a request of its own.
 from __future__ import annotations
 
 import asyncio
-import gzip
-import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -17,23 +15,11 @@ from fakes import BOUND, auth_route, raw_connection, read_response, route, runni
 from yarl import URL
 
 from tools.recording_upstream import RecordingUpstream
+from tools.smuggle_audit import run_probe
+from tools.smuggling_probes import DEFLATE_BODY, FAST, GZIP_BODY, by_name
 
-SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: upstream.test\r\n\r\n"
-COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": lambda data: gzip.compress(data, mtime=0),
-    "deflate": zlib.compress,
-}
-
-
-def inflating_into_a_request(encoding: str) -> bytes:
-    """A compressed body N bytes long whose inflated form is N bytes of filler and then SMUGGLED:
-    a proxy that inflates it but sends the client's Content-Length hands the upstream a request."""
-    compress = COMPRESSORS[encoding]
-    for size in range(400):
-        body = compress(b"a" * size + SMUGGLED)
-        if len(body) == size:
-            return body
-    raise AssertionError("no fixed point")
+# Compressed bodies whose inflated form is a filler the size of the body, then a request.
+BODIES = {"gzip": GZIP_BODY, "deflate": DEFLATE_BODY}
 
 
 @asynccontextmanager
@@ -56,7 +42,7 @@ def post(path: str, body: bytes, *headers: str) -> bytes:
 async def test_a_compressed_body_passes_untouched_and_smuggles_nothing(
     route: str, encoding: str
 ) -> None:
-    body = inflating_into_a_request(encoding)
+    body = BODIES[encoding]
     async with (
         RecordingUpstream() as upstream,
         proxy_before(upstream) as proxy,
@@ -81,3 +67,13 @@ async def test_a_compressed_body_passes_untouched_and_smuggles_nothing(
     assert upstream.problems == []
     assert upstream.leftovers == []
     assert len(upstream.connections) == 1
+
+
+@pytest.mark.parametrize("name", FAST)
+async def test_smuggling_probe(name: str) -> None:
+    """A quick subset of `make audit`'s probes (tools/smuggling_probes.py), in process."""
+    probe = by_name(name)
+    async with RecordingUpstream() as upstream, proxy_before(upstream) as proxy:
+        outcome = await run_probe(proxy, upstream, probe, 0)
+    assert outcome.problems == ()
+    assert probe.accepts(outcome.seen), outcome.seen
