@@ -33,9 +33,6 @@ from authproxy.problems import canned_problem, problem_response
 
 log = structlog.get_logger("authproxy.protocol")
 
-# Set on a request whose client stopped sending its body: once the answer is out, the connection
-# closes at once, instead of aiohttp lingering for seconds to read a body that is not coming.
-CLOSE_AFTER_ANSWER = web.RequestKey("authproxy.close_after_answer", bool)
 
 SUPPORTED_VERSIONS = frozenset({HttpVersion10, HttpVersion11})
 TOO_MANY_CONNECTIONS = canned_problem(
@@ -94,6 +91,9 @@ class ProxyRequestHandler(RequestHandler):
         self._head_waiting = False
         self._counted = False
         self._refusal: asyncio.TimerHandle | None = None
+        # The client stopped sending its body: once the answer is out, the connection closes at
+        # once, instead of aiohttp lingering for seconds to read a body that is not coming.
+        self.close_after_answer = False
 
     @property
     def peer(self) -> str:
@@ -135,12 +135,13 @@ class ProxyRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if not self._counted:
             return  # a refused connection: its bytes are dropped unread
-        if data and self._header_timer is None and self._between_messages():
-            self._head_started()
+        starts_head = data and self._header_timer is None and self._between_messages()
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:
             self._heads_parsed(self._request_count - parsed, data)
+        elif starts_head:
+            self._head_started()  # (a head that arrives whole in one read needs no timer)
 
     # ---- request heads -------------------------------------------------------------------------
 
@@ -175,7 +176,7 @@ class ProxyRequestHandler(RequestHandler):
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
         finished = await super().finish_response(request, resp, start_time)
-        if request.get(CLOSE_AFTER_ANSWER):
+        if self.close_after_answer:
             self.force_close()  # the answer is written; the transport sends it, then closes
         elif self._head_waiting and not self._messages:
             self._head_waiting = False
@@ -229,6 +230,12 @@ class ProxyRequestHandler(RequestHandler):
         response = problem_response(status, detail, kind=kind)
         response.force_close()
         return response
+
+
+def close_after_answer(request: web.BaseRequest) -> None:
+    """Close the request's connection as soon as its answer is written."""
+    if isinstance(protocol := request.protocol, ProxyRequestHandler):
+        protocol.close_after_answer = True
 
 
 class ProxyHttpServer(web.Server):

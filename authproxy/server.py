@@ -35,7 +35,7 @@ from authproxy.logging import info_fast
 from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
-from authproxy.protocol import CLOSE_AFTER_ANSWER, ProxyHttpServer
+from authproxy.protocol import ProxyHttpServer, close_after_answer
 from authproxy.request_body import BodyLimits, ReplayBudget
 from authproxy.routes import RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
@@ -289,7 +289,7 @@ class Proxy:
         except UpstreamError as error:
             response = problem_for(error)
             if error.closes_connection:
-                request[CLOSE_AFTER_ANSWER] = True
+                close_after_answer(request)
             return response
         except asyncio.CancelledError:
             exchange.status = exchange.status or CLIENT_CLOSED
