@@ -14,7 +14,7 @@ connections a new one gets a canned 503 and is closed without a byte of it being
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -112,8 +112,9 @@ class ProxyRequestHandler(RequestHandler):
         super().connection_made(transport)
         self._arm_header_timer()  # the first head is timed from the moment the connection opens
 
-    def _refuse(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+    def _refuse(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, base)
         peername = transport.get_extra_info("peername")
         peer = str(peername[0] if isinstance(peername, tuple) else peername)
         self._server.peer_log.log(peer, "refused a connection over limits.max_connections")
