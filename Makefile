@@ -1,17 +1,19 @@
 # Two commands a new user needs: `make run` (the demo) and `make test` (lint, types, tests).
-# Both create .venv on first use; later runs reuse it until pyproject.toml changes.
+# Both create .venv on first use; later runs reuse it until pyproject.toml or the lock changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The runtime dependencies, pinned: installs are reproducible, and `make audit` checks these.
+LOCK := requirements.lock
 
-.PHONY: run test lint types unit clean bench soak
+.PHONY: run test lint types unit clean bench soak audit
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -c 'import sys; sys.exit("authproxy needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(LOCK)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -20,8 +22,8 @@ run: $(STAMP)
 test: lint types unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check authproxy tests bench
-	$(BIN)/ruff format --check authproxy tests bench
+	$(BIN)/ruff check authproxy tests bench tools
+	$(BIN)/ruff format --check authproxy tests bench tools
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -39,6 +41,14 @@ bench: $(STAMP)
 MINUTES ?= 10
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --minutes $(MINUTES)
+
+# pip-audit over the locked dependencies, then request-smuggling probes sent raw through a real
+# `authproxy serve` to a recording upstream (tools/smuggle_audit.py). Both run; either fails it.
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/python -m tools.dependency_audit $(LOCK); deps=$$?; \
+	$(BIN)/python -m tools.smuggle_audit; probes=$$?; \
+	test $$deps -eq 0 && test $$probes -eq 0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -69,7 +69,9 @@ class ClientGate:
             if scheme.lower() != "bearer" or not credentials.strip():
                 return None
             key, carrier = credentials.strip(), "Authorization"
-        digest = hashlib.sha256(key.encode()).digest()
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: encode them back the same
+        # way, so a key that is not UTF-8 is simply a wrong key (401), never an exception (500).
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
         found: ClientSpec | None = None
         for client in self._clients:  # no early exit: constant work whoever matches
             if hmac.compare_digest(digest, client.key_sha256):

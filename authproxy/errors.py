@@ -7,6 +7,7 @@
     └── UpstreamError              a forwarded request failed; maps to an HTTP status
         ├── UpstreamUnavailable    refused, reset or invalid answer (502)
         ├── UpstreamTimeout        no answer in time (504)
+        ├── RequestBodyTimeout     the client stopped sending its body (408, connection closed)
         └── LoginFailed            the proxy could not obtain a token (502)
             ├── LoginRejected      the upstream refused the credentials (4xx); not retried soon
             └── LoginUnavailable   transient: connection error, 5xx, unusable answer
@@ -64,6 +65,8 @@ class UpstreamError(AuthproxyError):
     status = 502
     title = "Bad Gateway"
     kind = "upstream-error"
+    # The client connection cannot carry another request after this answer.
+    closes_connection = False
 
     def __init__(self, route: str, detail: str) -> None:
         self.route = route
@@ -79,6 +82,19 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     title = "Gateway Timeout"
     kind = "upstream-timeout"
+
+
+class RequestBodyTimeout(UpstreamError):
+    """The client sent no byte of its body for `limits.body_timeout` seconds (a slow-body attack
+    or a dead client): the request is abandoned and its connection closed."""
+
+    status = 408
+    title = "Request Timeout"
+    kind = "body-timeout"
+    closes_connection = True
+
+    def __init__(self, route: str) -> None:
+        super().__init__(route, "the request body stopped arriving; nothing more was sent upstream")
 
 
 class LoginFailed(UpstreamError):

@@ -13,12 +13,11 @@ from typing import Protocol
 
 import structlog
 from aiohttp import ClientSession, ClientTimeout, web
-from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from authproxy.config import Route
-from authproxy.errors import UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import RequestBodyTimeout, UpstreamTimeout, UpstreamUnavailable
 from authproxy.headers import (
     LocationRewriter,
     add_forwarded,
@@ -27,22 +26,19 @@ from authproxy.headers import (
     upstream_request_headers,
 )
 from authproxy.http1 import InvalidRequestHead
-from authproxy.upstream_client import OriginClient, RequestBody, UpstreamResponse
-from authproxy.upstream_errors import TimedOut, UpstreamFailure
+from authproxy.request_body import BodyLimits, outgoing_body
+from authproxy.upstream_client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
+from authproxy.upstream_errors import ClientBodyStalled, TimedOut, UpstreamFailure
 from authproxy.upstreams import origin_client_of
 from authproxy.websocket import is_websocket_upgrade, proxy_websocket
 
 log = structlog.get_logger("authproxy.forward")
 
-# A body up to this size is read before sending on routes with auth, so it can be sent again
-# after a 401 and a fresh login; larger ones stream and are never replayed (issue: 1 MiB).
-REPLAY_LIMIT = 1024 * 1024
 # A complete answer up to this size goes out as one `web.Response` (head and body in one write)
 # instead of being streamed chunk by chunk.
 WHOLE_LIMIT = 64 * 1024
 
 NO_BODY_STATUSES = frozenset({204, 304})
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class RouteAuth(Protocol):
@@ -83,6 +79,7 @@ class RouteRuntime:
     auth: RouteAuth | None = None
     drop_request: frozenset[str] = field(default_factory=frozenset)
     drop_response: frozenset[str] = field(default_factory=frozenset)
+    bodies: BodyLimits = field(default_factory=BodyLimits)
     # The lean client of the session's origin (`UpstreamPool.client`): requests go through it,
     # the session serves WebSocket upgrades. Found through the session when not given.
     origin_client: InitVar[OriginClient | None] = None
@@ -108,6 +105,8 @@ class Exchange:
     client: str | None = None
     # Request headers that carried the proxy's own client key: never sent upstream.
     strip: frozenset[str] = frozenset()
+    # Replay-budget bytes this request's buffered body holds, released when it is done.
+    replay_held: int = 0
 
 
 async def forward(
@@ -127,7 +126,9 @@ async def forward(
         exchange.status = 101
         return await proxy_websocket(request, runtime.route.name, runtime.session, url, headers)
 
-    body = await _request_body(request, runtime)
+    body, exchange.replay_held = await outgoing_body(
+        request, runtime.bodies, runtime.route.name, replayable=auth is not None
+    )
     target = url.raw_path_qs
     started = time.perf_counter()
     upstream = await _send(runtime, request.method, target, headers, body)
@@ -136,7 +137,7 @@ async def forward(
         if (
             auth is not None
             and auth.rejects(upstream.status)
-            and not isinstance(body, StreamReader)
+            and not isinstance(body, StreamedBody)
         ):
             # The token was refused: renew it once and replay, with headers rebuilt from
             # scratch. None means no new token is worth a login now; the client then gets
@@ -159,23 +160,14 @@ async def forward(
         runtime.client.keep_polling()
 
 
-async def _request_body(request: web.BaseRequest, runtime: RouteRuntime) -> RequestBody:
-    if not request.body_exists:
-        return None
-    if request.headers.get("Expect", "").lower() == "100-continue":
-        await request.writer.write(CONTINUE)
-    length = request.content_length
-    if runtime.auth is not None and length is not None and length <= REPLAY_LIMIT:
-        return await request.read()
-    return request.content
-
-
 async def _send(
     runtime: RouteRuntime, method: str, target: str, headers: CIMultiDict[str], body: RequestBody
 ) -> UpstreamResponse:
     route = runtime.route
     try:
         return await runtime.client.request(method, target, headers, body, route.timeout)
+    except ClientBodyStalled:
+        raise RequestBodyTimeout(route.name) from None
     except TimedOut as error:
         raise UpstreamTimeout(route.name, error.reason) from error
     except UpstreamFailure as error:
@@ -190,6 +182,8 @@ async def _relay(
 ) -> web.StreamResponse:
     head = upstream.head
     out = passed_downstream(head.headers, head.lowered, head.connection, runtime.response_removed)
+    if head.content_length is not None:
+        out["Content-Length"] = str(head.content_length)
     for name in ("Location", "Content-Location"):
         if (value := out.get(name)) is not None:
             out[name] = runtime.rewriter.rewrite(value, f"{request.scheme}://{request.host}")

@@ -11,7 +11,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 # Connection-specific headers never cross a proxy, in either direction (RFC 9110 §7.6.1; RFC 9112
 # §9.6 for TE/Trailer/Transfer-Encoding). Host is rebuilt for the upstream; Expect is answered by
-# the proxy itself (it sends the 100 Continue), and Content-Length is set again from what is sent.
+# the proxy itself (it sends the 100 Continue). The client's Content-Length is dropped too: the
+# upstream client frames the bytes it actually sends, never what the client claimed (a length
+# kept over a changed body smuggles the surplus as a request of its own, RFC 9112 §11.2).
 # Lower-case plain strings, compared with `name.lower()`: a set of `istr` hashes by the original
 # spelling, so `"connection" in {istr("Connection")}` is False and lower-case names slipped through.
 HOP_BY_HOP = frozenset(
@@ -28,7 +30,7 @@ HOP_BY_HOP = frozenset(
         "Proxy-Authenticate",
     )
 )
-REQUEST_ONLY_DROPPED = frozenset({"host", "expect"})
+REQUEST_ONLY_DROPPED = frozenset({"host", "expect", "content-length"})
 
 _REQUEST_DROPPED = HOP_BY_HOP | REQUEST_ONLY_DROPPED
 
@@ -73,8 +75,10 @@ def downstream_response_headers(
 
 
 def response_removal(drop: Iterable[str]) -> frozenset[str]:
-    """Lower-case names never passed downstream on a route: hop-by-hop ones plus `drop`."""
-    return HOP_BY_HOP.union(name.lower() for name in drop)
+    """Lower-case names never copied downstream on a route: hop-by-hop ones, `drop`, and
+    Content-Length, which the proxy sets once from the answer's framing (RFC 9112 §6.3: never
+    next to Transfer-Encoding, never twice)."""
+    return HOP_BY_HOP.union(("content-length",), (name.lower() for name in drop))
 
 
 def passed_downstream(

@@ -35,7 +35,8 @@ from authproxy.logging import info_fast
 from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
-from authproxy.protocol import ProxyHttpServer
+from authproxy.protocol import ProxyHttpServer, close_after_answer
+from authproxy.request_body import BodyLimits, ReplayBudget
 from authproxy.routes import RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
@@ -88,6 +89,8 @@ class Proxy:
         self.managers: dict[str, TokenManager] = {}
         self._runtimes: dict[str, RouteRuntime] = {}
         self.gate = ClientGate(settings.clients)
+        # One budget for every buffered replay body of this process (limits.replay_buffer_total).
+        self.replay_budget = ReplayBudget(settings.replay_buffer_total)
         self.metrics = Metrics()
         self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
         # Probes stay open; what describes the upstream accounts needs a client key when
@@ -105,6 +108,7 @@ class Proxy:
         self._redis: RedisTokenStore | None = None
         self._shared: SharedTokens | None = None
         self._runner: web.ServerRunner | None = None
+        self._http: ProxyHttpServer | None = None
         self.urls: list[str] = []
 
     def runtime(self, route_name: str) -> RouteRuntime:
@@ -121,10 +125,14 @@ class Proxy:
         )
         await self._open_shared_store()
         self._apply_routes(settings, {})
-        server = ProxyHttpServer(
+        self._http = server = ProxyHttpServer(
             self.handle,
             header_timeout=settings.header_timeout,
+            max_connections=settings.max_connections,
             handler_cancellation=True,
+            # aiohttp would inflate gzip/deflate request bodies: bytes pass as sent instead, or
+            # a body could change under the client's framing and smuggle a request upstream.
+            auto_decompress=False,
             keepalive_timeout=settings.keepalive_timeout,
             max_line_size=settings.max_header_size,
             max_field_size=settings.max_header_size,
@@ -189,14 +197,17 @@ class Proxy:
             auth = self._manager_for(route, previous.get(route.name))
             if auth is not None:
                 managers[route.name] = auth
-            runtimes[route.name] = self._runtime_for(route, auth)
+            runtimes[route.name] = self._runtime_for(route, auth, settings.body_timeout)
         self.settings = settings
         self.table = RouteTable(settings.routes)
         self.gate = ClientGate(settings.clients)
+        self.replay_budget.total = settings.replay_buffer_total
         self.managers = managers
         self._runtimes = runtimes
 
-    def _runtime_for(self, route: Route, auth: TokenManager | None) -> RouteRuntime:
+    def _runtime_for(
+        self, route: Route, auth: TokenManager | None, body_timeout: float
+    ) -> RouteRuntime:
         assert self._pool is not None
         return RouteRuntime(
             route=route,
@@ -209,6 +220,7 @@ class Proxy:
             origin_client=self._pool.client(route.name),
             drop_request=auth.request_headers if auth else frozenset(),
             drop_response=auth.response_headers if auth else frozenset(),
+            bodies=BodyLimits(body_timeout, self.replay_budget),
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
@@ -251,6 +263,9 @@ class Proxy:
                 log.warning("config change needs a restart to take effect", key=key)
         kept = replace(new, listen=old.listen, token_store=old.token_store)
         self._apply_routes(kept, self.managers)
+        if self._http is not None:  # connections opened from now on
+            self._http.header_timeout = kept.header_timeout
+            self._http.max_connections = kept.max_connections
         log.info("config reloaded", routes=[route.name for route in kept.routes])
 
     async def _warm(self, manager: TokenManager) -> None:
@@ -282,12 +297,15 @@ class Proxy:
             return response
         except UpstreamError as error:
             response = problem_for(error)
+            if error.closes_connection:
+                close_after_answer(request)
             return response
         except asyncio.CancelledError:
             exchange.status = exchange.status or CLIENT_CLOSED
             raise
         finally:
             self.metrics.in_flight.dec()
+            self.replay_budget.release(exchange.replay_held)
             if response is not None:
                 exchange.status = exchange.status or response.status
                 if not response.prepared:

@@ -6,6 +6,12 @@ does only what a reverse proxy needs: the head goes out in one write with the he
 given plus Host and body framing, a streamed body follows with back-pressure, and the answer is
 read by `UpstreamConnection`. WebSocket upgrades and logins still use aiohttp.
 
+Request framing is the client's own work: the head carries exactly one Content-Length (or
+Transfer-Encoding: chunked) describing the bytes that follow, whatever framing headers the caller's
+headers held, and a streamed body is counted so that never more or fewer bytes than declared go
+out (the connection is aborted instead). A proxy that forwards a client's length over a body it
+changed smuggles the difference as a request of its own (RFC 9112 §11.2).
+
 A connection goes back to the pool only after an answer that was read to its end, allows
 keep-alive, and followed a request that was sent whole. A connection that went stale in the pool
 is replaced once, for idempotent requests whose body can be sent again.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -27,6 +34,7 @@ from authproxy.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serializ
 from authproxy.upstream_conn import UpstreamConnection
 from authproxy.upstream_errors import (
     CertificateRejected,
+    ClientBodyStalled,
     ConnectFailed,
     ConnectionBroken,
     Disconnected,
@@ -35,7 +43,24 @@ from authproxy.upstream_errors import (
     TlsFailed,
 )
 
-RequestBody = bytes | StreamReader | None
+
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """A request body copied from the client as it arrives, never held whole.
+
+    `length` is the size the client declared: exactly that many bytes go out under one
+    Content-Length. None means unknown: the body goes out chunked.
+    """
+
+    reader: StreamReader
+    length: int | None = None
+    # Seconds the client may send nothing before the exchange fails (ClientBodyStalled).
+    idle_timeout: float | None = None
+
+
+RequestBody = bytes | StreamedBody | None
+# Request headers the client never copies from the caller: it writes its own framing.
+FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Idle connections older than this are closed (aiohttp's default keep-alive was the same).
@@ -146,9 +171,8 @@ class OriginClient:
         timeouts: Timeouts,
     ) -> UpstreamResponse:
         """Send one request and return once the answer's head is in; raises UpstreamFailure."""
-        chunked = isinstance(body, StreamReader) and "Content-Length" not in headers
-        head = serialize_head(method, target, self._fields(method, headers, body, chunked))
-        retry_stale = method in IDEMPOTENT and not isinstance(body, StreamReader)
+        head = serialize_head(method, target, self._fields(method, headers, body))
+        retry_stale = method in IDEMPOTENT and not isinstance(body, StreamedBody)
         while True:
             conn = self._take_idle()
             reused = conn is not None
@@ -156,7 +180,7 @@ class OriginClient:
                 conn = await self._connect(timeouts.connect)
             self._busy.add(conn)
             try:
-                return await self._exchange(conn, method, head, body, timeouts.read, chunked)
+                return await self._exchange(conn, method, head, body, timeouts.read)
             except (Disconnected, ConnectionBroken):
                 self.put_back(conn)
                 # The upstream closed a pooled connection as we reused it: nothing was
@@ -171,16 +195,21 @@ class OriginClient:
                 raise
 
     def _fields(
-        self, method: str, headers: CIMultiDict[str], body: RequestBody, chunked: bool
+        self, method: str, headers: CIMultiDict[str], body: RequestBody
     ) -> Iterable[tuple[str, str]]:
-        fields = [("Host", self.host_header), *headers.items()]
+        """Host, the caller's headers less any framing, then framing for what is sent."""
+        items: Iterable[tuple[str, str]] = headers.items()
+        if "Content-Length" in headers or "Transfer-Encoding" in headers:
+            items = [(name, value) for name, value in items if name.lower() not in FRAMING]
+        fields = [("Host", self.host_header), *items]
         if body is None:
-            if method not in BODYLESS_METHODS and "Content-Length" not in headers:
+            if method not in BODYLESS_METHODS:
                 fields.append(("Content-Length", "0"))
         elif isinstance(body, bytes):
-            if "Content-Length" not in headers:
-                fields.append(("Content-Length", str(len(body))))
-        elif chunked:
+            fields.append(("Content-Length", str(len(body))))
+        elif body.length is not None:
+            fields.append(("Content-Length", str(body.length)))
+        else:
             fields.append(("Transfer-Encoding", "chunked"))
         return fields
 
@@ -191,16 +220,15 @@ class OriginClient:
         head: bytes,
         body: RequestBody,
         read_timeout: float,
-        chunked: bool,
     ) -> UpstreamResponse:
         transport = conn.transport
         assert transport is not None
         conn.begin(method, read_timeout)
         sender: asyncio.Task[None] | None = None
-        if isinstance(body, StreamReader):
+        if isinstance(body, StreamedBody):
             transport.write(head)
             sender = asyncio.get_running_loop().create_task(
-                self._send_stream(conn, body, chunked), name=f"upstream-body:{self.host_header}"
+                self._send_stream(conn, body), name=f"upstream-body:{self.host_header}"
             )
             # Held until done: an unreferenced task can be collected mid-flight.
             self._senders.add(sender)
@@ -224,26 +252,41 @@ class OriginClient:
         return UpstreamResponse(self, conn, sender)
 
     @staticmethod
-    async def _send_stream(conn: UpstreamConnection, body: StreamReader, chunked: bool) -> None:
-        """Copy the client's body upstream as it arrives, never ahead of what the socket takes."""
+    async def _send_stream(conn: UpstreamConnection, body: StreamedBody) -> None:
+        """Copy the client's body upstream as it arrives, never ahead of what the socket takes.
+
+        A body of declared length that brings more or fewer bytes fails the exchange and aborts
+        the connection: the upstream must not read surplus bytes as a request, nor take the next
+        request's bytes as the rest of this body.
+        """
         transport = conn.transport
         assert transport is not None
+        left = body.length
         try:
             while not conn.closed:
-                data = await body.readany()
-                if not data:
-                    if chunked:
+                async with asyncio.timeout(body.idle_timeout):
+                    data = await body.reader.readany()
+                if left is None:
+                    if not data:
                         transport.write(LAST_CHUNK)
-                    conn.request_sent()
-                    return
-                if chunked:
+                        conn.request_sent()
+                        return
                     transport.writelines((chunk_prefix(len(data)), data, b"\r\n"))
+                elif not data or len(data) > left:
+                    if not data and not left:
+                        conn.request_sent()
+                        return
+                    conn.fail(SendFailed())
+                    return
                 else:
+                    left -= len(data)
                     transport.write(data)
                 if conn.writing_paused:
                     await conn.drain()
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            conn.fail(ClientBodyStalled())
         except Exception:  # noqa: BLE001 - the client's stream broke; the exchange fails
             conn.fail(SendFailed())
 

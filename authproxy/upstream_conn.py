@@ -17,7 +17,15 @@ import socket
 from collections import deque
 from typing import cast
 
-from authproxy.http1 import MAX_HEAD, ChunkedDecoder, InvalidResponse, ResponseHead, head_end
+from authproxy.http1 import (
+    CRLFCRLF,
+    MAX_HEAD,
+    MAX_INTERIM,
+    ChunkedDecoder,
+    InvalidResponse,
+    ResponseHead,
+    head_end,
+)
 from authproxy.http1 import parse_head as parse_response_head
 from authproxy.upstream_errors import (
     BodyCutShort,
@@ -56,6 +64,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.error: UpstreamFailure | None = None
         self.keep_alive = False
         self.received_any = False
+        self._interim = 0  # 1xx answers seen
+        self._doubtful = False  # a head of this exchange had doubtful framing
         # Reading and writing flow control, and the read timeout:
         self._reading_paused = False
         self._writing_paused = False
@@ -124,6 +134,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.error = None
         self.keep_alive = False
         self.received_any = False
+        self._interim = 0
+        self._doubtful = False
         self._read_timeout = read_timeout
 
     @property
@@ -222,28 +234,23 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _feed_head(self, data: bytes) -> None:
         buffer = self._pending + data if self._pending else data
-        end, start = head_end(buffer)
-        if end < 0:
-            if len(buffer) > MAX_HEAD:
-                self._fail(InvalidAnswer())
-            else:
-                self._pending = buffer
-            return
         self._pending = b""
-        try:
-            head = parse_response_head(buffer[:end], self._method)
-        except InvalidResponse:
-            self._fail(InvalidAnswer())
-            return
-        rest = buffer[start:]
-        if head.status < 200:
-            if head.status == 101:  # a switch nobody asked for (upgrades go through aiohttp)
+        while True:  # interim answers (100, 103) come first: a loop, never a recursion
+            head, rest = self._next_head(buffer)
+            if head is None:
+                return
+            if head.status >= 200:
+                break
+            self._interim += 1
+            # 101 is a switch nobody asked for (upgrades go through aiohttp).
+            if head.status == 101 or self._interim > MAX_INTERIM:
                 self._fail(InvalidAnswer())
-            elif rest:
-                self._feed_head(rest)  # an interim answer (100, 103): the real one follows
-            return
+                return
+            if not rest:
+                return
+            buffer = rest
         self.head = head
-        self.keep_alive = head.keep_alive
+        self.keep_alive = head.keep_alive and not self._doubtful
         if head.bodyless or head.length == 0:
             self._finish()
             if rest:
@@ -255,6 +262,26 @@ class UpstreamConnection(asyncio.Protocol):
             if rest:
                 self._feed_body(rest)
         self._wake()
+
+    def _next_head(self, buffer: bytes) -> tuple[ResponseHead | None, bytes]:
+        """The head at the start of `buffer` and the bytes after it; (None, b"") when it is
+        incomplete (kept for the next read) or invalid (the exchange failed)."""
+        end, start = head_end(buffer)
+        if end < 0 and len(buffer) <= MAX_HEAD:
+            self._pending = buffer
+            return None, b""
+        if end < 0 or end > MAX_HEAD:
+            self._fail(InvalidAnswer())
+            return None, b""
+        try:
+            head = parse_response_head(buffer[:end], self._method)
+        except InvalidResponse:
+            self._fail(InvalidAnswer())
+            return None, b""
+        # A bare LF ended the head, or an interim answer was doubtful: so is the final answer.
+        if buffer[end:start] != CRLFCRLF or (head.status < 200 and not head.keep_alive):
+            self._doubtful = True
+        return head, buffer[start:]
 
     def _feed_body(self, data: bytes) -> None:
         left = self._left

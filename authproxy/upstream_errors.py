@@ -49,6 +49,12 @@ class SendFailed(UpstreamFailure):
     reason = "the request body could not be sent to the upstream"
 
 
+class ClientBodyStalled(UpstreamFailure):
+    """The client stopped sending the body being streamed upstream (`limits.body_timeout`)."""
+
+    reason = "the client stopped sending the request body"
+
+
 class TimedOut(UpstreamFailure):
     """Connecting, or a wait for the answer's bytes, took longer than the route allows."""
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import BENCH_DIR, CLIENT_CPU, PYTHON, bench_token, have, pinned, scratch_dir, stop_all
+from installs import ensure_all
 from load import LoadGenerator
 from servers import Target, Upstream, start_authproxy, start_upstream
-from tools import ensure_all
 
 CONNECTIONS = 50
 TOP = 15

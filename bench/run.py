@@ -62,6 +62,7 @@ from common import (
     scratch_dir,
     stop_all,
 )
+from installs import ensure_all
 from load import LoadGenerator, LoadResult, RssSampler, StreamResult, download, upload
 from report import Rounds, Sample, markdown
 from servers import (
@@ -73,7 +74,6 @@ from servers import (
     start_nginx_proxy,
     start_upstream,
 )
-from tools import ensure_all
 
 CONNECTIONS = 50
 WARMUP_SECONDS = 2

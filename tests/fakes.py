@@ -19,6 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from authproxy.config import ListenAddress, Route, Settings, Timeouts
+from authproxy.config_load import parse_settings
 from authproxy.server import Proxy
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -145,6 +146,14 @@ def route(
         timeout=Timeouts(connect=5.0, read=read_timeout),
         forwarded_headers=forwarded_headers,
     )
+
+
+def auth_route(upstream: URL, prefix: str = "/auth") -> Route:
+    """A route with static credentials: its small bodies are buffered, for a replay after a 401."""
+    auth = {"credentials": {"key": "static-key-1"}, "inject": {"headers": {"X-Key": "{key}"}}}
+    name = prefix.strip("/")
+    document = {"routes": {name: {"upstream": str(upstream), "prefix": prefix, "auth": auth}}}
+    return parse_settings(document, source="test", environ={}).routes[0]
 
 
 @asynccontextmanager

@@ -12,7 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from fakes import raw_connection, read_response
 from proc import run_cli, start_proxy
+from yarl import URL
 
 from authproxy import __version__
 
@@ -290,3 +292,28 @@ async def test_a_public_listen_without_clients_is_refused_by_serve_and_check(
     public.write_text(f"allow_unauthenticated: true\n{public.read_text()}")
     code, _, err = await run_cli("check", "--config", str(public))
     assert code == 0, err
+
+
+async def test_serve_refuses_connections_over_max_connections(
+    tmp_path: Path, upstream: tuple[str, asyncio.Event, asyncio.Event]
+) -> None:
+    """Through the real CLI, on its default event loop (uvloop when installed)."""
+    url, _, _ = upstream
+    config = write_config(tmp_path, url)
+    config.write_text(config.read_text() + "limits:\n  max_connections: 2\n")
+    proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0")
+    base = URL(proxy.url)
+    health = b"GET /-/health HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
+    try:
+        async with raw_connection(base) as first, raw_connection(base) as second:
+            for reader, writer in (first, second):  # both answered: both counted
+                writer.write(health)
+                assert (await asyncio.wait_for(read_response(reader), 10)).status == 200
+            async with raw_connection(base) as (reader, writer):
+                writer.write(health)
+                over = await asyncio.wait_for(read_response(reader), 10)
+                assert await asyncio.wait_for(reader.read(), 10) == b""
+        assert over.status == 503
+        assert json.loads(over.body)["type"] == "urn:authproxy:problem:too-many-connections"
+    finally:
+        assert await proxy.stop() == 0

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp.test_utils import TestServer
-from fakes import FakeUpstream, Seen
+from fakes import FakeUpstream, Seen, raw_request
 from yarl import URL
 
 from authproxy.config import ListenAddress
@@ -231,3 +231,18 @@ async def test_a_public_address_without_clients_is_refused_at_start() -> None:
     )
     await opened.start()
     await opened.stop()
+
+
+@pytest.mark.parametrize("header", [b"X-Authproxy-Key: ", b"Authorization: Bearer "])
+async def test_a_key_that_is_not_utf8_is_a_401_not_a_500(
+    header: bytes, log_output: io.StringIO
+) -> None:
+    async with (
+        FakeUpstream() as upstream,
+        gateway({"open": {"upstream": str(upstream.url)}}) as (_, base),
+    ):
+        request = b"GET /open/x HTTP/1.1\r\nHost: p\r\n" + header + b"k\xff\xfe\r\n\r\n"
+        response = await raw_request(base, request)
+    assert response.status == 401
+    assert upstream.requests == []
+    assert '"level": "error"' not in log_output.getvalue()

@@ -177,3 +177,16 @@ def test_log_writes_stay_within_one_atomic_pipe_write_and_split_at_line_ends() -
     assert all(len(chunk.encode()) <= PIPE_BUF for chunk in chunks)
     assert all(chunk.endswith("\n") for chunk in chunks)
     assert "".join(chunks).splitlines() == lines
+
+
+async def test_malformed_requests_from_one_peer_log_a_few_lines_then_a_summary(
+    log_stream: io.StringIO,
+) -> None:
+    async with FakeUpstream() as upstream, running_proxy(route(upstream.url)) as proxy:
+        for _ in range(20):
+            assert (await raw_request(proxy, b"G@T / HTTP/1.1\r\nHost: p\r\n\r\n")).status == 400
+    rejected = [e for e in events(log_stream) if e["event"] == "rejected a malformed request"]
+    assert len(rejected) == 3
+    assert rejected[0]["peer"] == "127.0.0.1"
+    [summary] = [e for e in events(log_stream) if e["event"].startswith("repeated warnings")]
+    assert summary["held"] == {"rejected a malformed request": 17}

@@ -32,13 +32,14 @@ from yarl import URL
 from authproxy.busy_poll import BusyPoll
 from authproxy.config import Timeouts
 from authproxy.http1 import ChunkedDecoder, InvalidResponse, parse_head
-from authproxy.upstream_client import OriginClient, UpstreamResponse
+from authproxy.upstream_client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
 from authproxy.upstream_conn import HIGH_WATER
 from authproxy.upstream_errors import (
     BodyCutShort,
     CertificateRejected,
     ConnectFailed,
     InvalidAnswer,
+    SendFailed,
     TimedOut,
 )
 
@@ -60,7 +61,7 @@ async def fetch(
     *,
     method: str = "GET",
     headers: dict[str, str] | None = None,
-    body: bytes | StreamReader | None = None,
+    body: RequestBody = None,
     timeouts: Timeouts = TIMEOUTS,
 ) -> tuple[UpstreamResponse, bytes]:
     response = await client.request(method, target, CIMultiDict(headers or {}), body, timeouts)
@@ -190,9 +191,9 @@ async def test_request_bodies_go_out_sized_or_chunked() -> None:
     expected = hashlib.sha256(whole).hexdigest()
     async with FakeUpstream(digest) as upstream, client_for(upstream.url) as client:
         _, as_bytes = await fetch(client, method="POST", body=whole)
-        length = {"Content-Length": str(len(whole))}
-        _, sized = await fetch(client, method="PUT", headers=length, body=stream_of(*parts))
-        _, chunked = await fetch(client, method="POST", body=stream_of(*parts))
+        sized_stream = StreamedBody(stream_of(*parts), len(whole))
+        _, sized = await fetch(client, method="PUT", body=sized_stream)
+        _, chunked = await fetch(client, method="POST", body=StreamedBody(stream_of(*parts)))
         _, empty = await fetch(client, method="POST")
     assert b'"chunked": false' in as_bytes
     assert expected.encode() in as_bytes
@@ -202,6 +203,60 @@ async def test_request_bodies_go_out_sized_or_chunked() -> None:
     assert expected.encode() in chunked
     assert b'"length": "0"' in empty
     assert upstream.connections == 1
+
+
+async def test_the_client_frames_what_it_sends_whatever_the_headers_claim() -> None:
+    heads: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head)
+            length = int(head.lower().partition(b"content-length: ")[2].partition(b"\r")[0] or 0)
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    claims = {"Content-Length": "3", "Transfer-Encoding": "chunked", "content-length": "9"}
+    async with RawUpstream(script) as upstream, client_for(upstream.url) as client:
+        await fetch(client, method="POST", headers=claims, body=b"hello")
+        await fetch(client, method="POST", headers=claims, body=StreamedBody(stream_of(b"hi"), 2))
+        await fetch(client, method="GET", headers=claims)
+    framing = [
+        [line for line in head.lower().split(b"\r\n") if line.startswith((b"content-", b"trans"))]
+        for head in heads
+    ]
+    assert framing == [[b"content-length: 5"], [b"content-length: 2"], []]
+    assert upstream.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("parts", "declared"),
+    [
+        pytest.param((b"hello", b" and more"), 5, id="more-than-declared"),
+        pytest.param((b"hel",), 5, id="fewer-than-declared"),
+    ],
+)
+async def test_a_stream_that_breaks_its_declared_length_aborts_the_connection(
+    parts: tuple[bytes, ...], declared: int
+) -> None:
+    received = bytearray()
+    closed = asyncio.Event()
+
+    async def record(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                received.extend(data)
+        finally:
+            closed.set()
+
+    async with RawUpstream(record) as upstream, client_for(upstream.url) as client:
+        with pytest.raises(SendFailed):
+            await fetch(client, method="PUT", body=StreamedBody(stream_of(*parts), declared))
+        await asyncio.wait_for(closed.wait(), BOUND)
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert b"Content-Length: 5" in head
+    assert len(body) <= declared  # never a byte past the declared length
 
 
 async def test_head_204_and_304_carry_no_body_and_keep_the_connection() -> None:
