@@ -36,7 +36,7 @@ from authproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
 from authproxy.protocol import ProxyHttpServer
-from authproxy.routes import RouteTable, UnsafePath
+from authproxy.routes import AmbiguousPath, RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
@@ -331,8 +331,10 @@ class Proxy:
                 )
         try:
             match = self.table.match(target)
-        except UnsafePath:
-            return problem_response(400, "the path contains a '..' segment")
+        except UnsafePath as error:
+            return problem_response(400, str(error))
+        except AmbiguousPath as error:
+            return problem_response(400, str(error), kind="ambiguous-path")
         if match is None:
             return problem_response(404, "no route matches this path", kind="unknown-route")
         exchange.route = match.route.name
