@@ -26,8 +26,8 @@ from authproxy.auth.manager import TokenManager
 from authproxy.auth.shared import SharedTokens
 from authproxy.clients import Caller, ClientGate
 from authproxy.config import Route, Settings
-from authproxy.config_gateway import PUBLIC_BIND_PROBLEM, is_loopback, public_bind_refused
-from authproxy.errors import StartupError, UpstreamError
+from authproxy.config_gateway import is_loopback, refuse_unsafe_start, startup_problems
+from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.file_shared import FileTokenStore
 from authproxy.forward import Exchange, RouteRuntime, forward
 from authproxy.headers import LocationRewriter
@@ -113,8 +113,7 @@ class Proxy:
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
         settings = self.settings
-        if public_bind_refused(settings.listen, settings.clients, settings.allow_unauthenticated):
-            raise StartupError(f"refusing to listen on {settings.listen}: {PUBLIC_BIND_PROBLEM}")
+        refuse_unsafe_start(settings, settings.listen)
         self._pool = UpstreamPool(settings.routes)
         self._local = self._store if self._store is not None else open_store(settings.token_store)
         await self._open_shared_store()
@@ -232,16 +231,20 @@ class Proxy:
     def reload(self, new: Settings) -> None:
         """Apply a new config to new requests; in-flight ones finish with what they started with.
 
-        `listen` and `token_store` need a restart: they are kept as they are, and logged.
+        `listen` and `token_store` need a restart: they are kept as they are, and logged. A
+        config that breaks a start-up rule on the address this proxy is bound to (a reload that
+        drops `clients` on 0.0.0.0) raises ConfigError, and none of it is applied.
         """
         old = self.settings
+        kept = replace(new, listen=old.listen, token_store=old.token_store)
+        if problems := startup_problems(kept, old.listen):
+            raise ConfigError(new.source, problems)
         for key, changed in (
             ("listen", new.listen != old.listen),
             ("token_store", new.token_store != old.token_store),
         ):
             if changed:
                 log.warning("config change needs a restart to take effect", key=key)
-        kept = replace(new, listen=old.listen, token_store=old.token_store)
         self._apply_routes(kept, self.managers)
         log.info("config reloaded", routes=[route.name for route in kept.routes])
 
