@@ -101,6 +101,8 @@ class Exchange:
     client: str | None = None
     # Request headers that carried the proxy's own client key: never sent upstream.
     strip: frozenset[str] = frozenset()
+    # Added to the upstream's answer (CORS for a route's listed origins, see browser.py).
+    answer_headers: tuple[tuple[str, str], ...] = ()
 
 
 async def forward(
@@ -186,6 +188,7 @@ async def _relay(
             out[name] = runtime.rewriter.rewrite(value, f"{request.scheme}://{request.host}")
     # `Proxy.handle` can only add the id to responses not yet sent; this one is prepared here.
     out["X-Request-Id"] = exchange.request_id
+    out.extend(exchange.answer_headers)
     status = exchange.status = upstream.status
     bodyless = request.method == "HEAD" or status in NO_BODY_STATUSES
     length = upstream.length
