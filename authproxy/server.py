@@ -92,8 +92,8 @@ class Proxy:
         self.browsers = BrowserGuard(settings, settings.listen.port)
         self.metrics = Metrics()
         self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
-        # Probes stay open; what describes the upstream accounts needs a client key when
-        # clients are configured.
+        # Probes stay open; what describes the upstream accounts and the clients needs an admin
+        # client's key when clients are configured.
         self._open_own: dict[str, OwnHandler] = {
             "/-/health": self._health,
             "/-/ready": self._ready,
@@ -403,6 +403,12 @@ class Proxy:
             if caller is None:
                 return _unauthorized()
             exchange.client = caller.client.name
+            if not caller.client.admin:
+                # Status and metrics describe every route and client, whatever the caller's
+                # own `routes` allow.
+                return problem_response(
+                    403, "only a client with 'admin: true' may read this", kind="admin-only"
+                )
         return await handler(request)
 
     async def _metrics(self, _request: web.BaseRequest) -> web.StreamResponse:
