@@ -92,7 +92,9 @@ class HostNames:
         for entry in settings.allowed_hosts:
             (names if _name_of(entry) == entry else exact).add(entry)
         self._names = frozenset(names)
-        self._exact = frozenset(exact)
+        # The names with the bound port, as clients usually send them: one set lookup for most
+        # requests instead of splitting off the port.
+        self._exact = frozenset(exact | {f"{name}:{bound_port}" for name in names})
         # What the proxy calls itself when a request's Host may not be reflected (in rewritten
         # Location and X-Forwarded-Host): the operator's first name for it, else where it listens.
         self.default = settings.allowed_hosts[0] if settings.allowed_hosts else str(listen)
