@@ -337,3 +337,15 @@ def test_host_names_of_a_listen_address(
     assert [host for host in allowed if not names.allow(host)] == []
     assert [host for host in refused if names.allow(host)] == []
     assert names.default == default
+
+
+async def test_a_listed_origin_can_read_the_proxys_own_error_answer() -> None:
+    async with FakeUpstream() as upstream:
+        gone = upstream.url  # its port is closed once the block ends
+    async with proxy_for({"api": cors_route(gone)}) as base:
+        host = f"127.0.0.1:{base.port}"
+        response = await raw_request(base, request("/api/items", host, f"Origin: {APP}"))
+        assert response.status == 502
+        assert problem_type(response) == "upstream-unavailable"
+        assert response.headers["Access-Control-Allow-Origin"] == APP
+        assert "Origin" in response.headers.getall("Vary")
