@@ -1,7 +1,9 @@
-"""The team-gateway part of the config: `clients`, the shared token store, and the public-bind rule.
+"""The team-gateway part of the config: `clients`, the shared token store, and the start-up rules.
 
 A proxy holding upstream credentials must never silently become an open door: without a `clients`
 section it may only listen on loopback, unless the config says `allow_unauthenticated: true`.
+`startup_problems` is the one place these rules are checked: when a config is read, when the
+proxy binds (after `--listen`), and when SIGHUP brings a new config.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import ipaddress
 import math
 import re
 
-from authproxy.config import ClientSpec, ListenAddress, RateLimit, TokenStoreSettings
+from authproxy.config import ClientSpec, ListenAddress, RateLimit, Settings, TokenStoreSettings
 from authproxy.config_node import Node, did_you_mean
 from authproxy.crypto import TokenCipher
+from authproxy.errors import ConfigProblem, StartupError
 from authproxy.secrets import Secret
 
 CLIENT_KEYS = ("key", "key_sha256", "routes", "rate_limit", "admin")
@@ -56,6 +59,25 @@ def public_bind_refused(
     listen: ListenAddress, clients: tuple[ClientSpec, ...], allow_unauthenticated: bool
 ) -> bool:
     return not clients and not allow_unauthenticated and not is_loopback(listen.host)
+
+
+def startup_problems(settings: Settings, bound: ListenAddress) -> list[ConfigProblem]:
+    """Every start-up rule `settings` breaks when serving on `bound`, the address actually
+    listened on (`--listen` and a running proxy's socket win over the config's `listen`)."""
+    problems: list[ConfigProblem] = []
+    if public_bind_refused(bound, settings.clients, settings.allow_unauthenticated):
+        problems.append(ConfigProblem("listen", PUBLIC_BIND_PROBLEM))
+    store, plaintext = settings.token_store, settings.allow_plaintext_store
+    if plaintext_store_refused(store, settings.clients, plaintext):
+        problems.append(ConfigProblem("token_store", PLAINTEXT_STORE_PROBLEM))
+    return problems
+
+
+def refuse_unsafe_start(settings: Settings, bound: ListenAddress) -> None:
+    """Raise StartupError naming every start-up rule `settings` breaks on `bound`."""
+    if problems := startup_problems(settings, bound):
+        reasons = "; ".join(str(problem) for problem in problems)
+        raise StartupError(f"refusing to listen on {bound}: {reasons}")
 
 
 def parse_clients(node: Node, route_names: set[str]) -> tuple[ClientSpec, ...]:

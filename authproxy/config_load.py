@@ -33,13 +33,10 @@ from authproxy.config import (
 )
 from authproxy.config_auth import parse_auth
 from authproxy.config_gateway import (
-    PLAINTEXT_STORE_PROBLEM,
-    PUBLIC_BIND_PROBLEM,
     parse_clients,
     parse_store_key,
-    plaintext_store_refused,
-    public_bind_refused,
     redis_store,
+    startup_problems,
 )
 from authproxy.config_node import Context, Node, Shield, expand_home, home, reason
 from authproxy.errors import ConfigError, ConfigProblem
@@ -107,15 +104,9 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     routes = _routes(root.child("routes"))
     clients = parse_clients(root.child("clients"), {route.name for route in routes})
     open_door = root.child("allow_unauthenticated").boolean(False)
-    if public_bind_refused(listen, clients, open_door):
-        root.child("listen").problem(PUBLIC_BIND_PROBLEM)
     plaintext = root.child("allow_plaintext_store").boolean(False)
-    if plaintext_store_refused(token_store, clients, plaintext):
-        root.child("token_store").problem(PLAINTEXT_STORE_PROBLEM)
     allowed_hosts = _allowed_hosts(root.child("allowed_hosts"))
-    if ctx.problems:
-        raise ConfigError(source, ctx.problems)
-    return Settings(
+    settings = Settings(
         listen=listen,
         routes=routes,
         token_store=token_store,
@@ -127,6 +118,10 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         allowed_hosts=allowed_hosts,
         source=source,
     )
+    ctx.problems.extend(startup_problems(settings, listen))
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+    return settings
 
 
 def parse_listen(text: str) -> ListenAddress:

@@ -107,6 +107,8 @@ class Exchange:
     strip: frozenset[str] = frozenset()
     # Replay-budget bytes this request's buffered body holds, released when it is done.
     replay_held: int = 0
+    # Added to the upstream's answer (CORS for a route's listed origins, see browser.py).
+    answer_headers: tuple[tuple[str, str], ...] = ()
 
 
 async def forward(
@@ -189,6 +191,7 @@ async def _relay(
             out[name] = runtime.rewriter.rewrite(value, f"{request.scheme}://{request.host}")
     # `Proxy.handle` can only add the id to responses not yet sent; this one is prepared here.
     out["X-Request-Id"] = exchange.request_id
+    out.extend(exchange.answer_headers)
     status = exchange.status = upstream.status
     bodyless = request.method == "HEAD" or status in NO_BODY_STATUSES
     length = upstream.length

@@ -113,11 +113,26 @@ def add_forwarded(headers: CIMultiDict[str], client_ip: str | None, proto: str, 
         headers[name] = value if previous is None else ", ".join([*previous, value])
 
 
+# What a browser removes from a URL before reading it (WHATWG URL: ASCII tab and newline
+# anywhere, C0 controls and space at the ends), so `/\t/evil.example` is `//evil.example` to it.
+_URL_IGNORED = str.maketrans("", "", "\t\n\r")
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+
+
+def leaves_the_origin(path: str) -> bool:
+    """True for a reference a browser reads as scheme-relative: `//host` or `/\\host` (WHATWG URL
+    treats `\\` as `/` in http(s) URLs), so it would send the user to another host."""
+    cleaned = path.translate(_URL_IGNORED).lstrip(_C0_AND_SPACE)
+    return cleaned[:1] in ("/", "\\") and cleaned[1:2] in ("/", "\\")
+
+
 class LocationRewriter:
     """Keeps redirects on the proxy: rewrites upstream-absolute and path-absolute locations.
 
     `http://upstream/base/next` and `/base/next` both become `<proxy>/<prefix>/next`; a location
-    on any other host is left alone (it is not ours to hide).
+    on any other host is left alone (it is not ours to hide). A rewritten path that a browser
+    would read as another host (`/base//evil.example` on `prefix: /` is `//evil.example`) is made
+    absolute on the proxy's origin: it keeps the upstream's meaning, a path on this host.
     """
 
     __slots__ = ("_base_path", "_origins", "_prefix")
@@ -132,13 +147,16 @@ class LocationRewriter:
             if location.startswith(origin) and location[len(origin) : len(origin) + 1] in "/?#":
                 return proxy_origin + self._on_prefix(location[len(origin) :] or "/")
         if location.startswith("/") and not location.startswith("//"):
-            return self._on_prefix(location)
+            path = self._on_prefix(location)
+            return proxy_origin + path if leaves_the_origin(path) else path
         return location
 
     def _on_prefix(self, path: str) -> str:
         base = self._base_path
         if base and (path == base or (path.startswith(base) and path[len(base)] in "/?#")):
             # `/base` maps back to `/prefix`, not `/prefix/`: the slash is a different resource
-            # upstream, and adding one loops with upstreams that redirect `/x/` to `/x`.
-            return (self._prefix + path[len(base) :]) or "/"
+            # upstream, and adding one loops with upstreams that redirect `/x/` to `/x`. On
+            # `prefix: /`, `/base?x` is `/?x`, not a reference relative to the current page.
+            rest = self._prefix + path[len(base) :]
+            return rest if rest.startswith("/") else "/" + rest
         return self._prefix + path

@@ -76,14 +76,13 @@ def _reloader(proxy: Proxy, reload: Callable[[], Settings]) -> Callable[[], None
     def on_sighup() -> None:
         log.info("SIGHUP: reading the config again")
         try:
-            settings = reload()
+            # Reading the file, or the start-up rules on the bound address, may refuse it.
+            proxy.reload(reload())
         except ConfigError as error:
             # None of the new config is applied: the old one stays in force, whole.
             log.error(
                 "config reload failed; keeping the running config",
                 problems=[str(problem) for problem in error.problems],
             )
-            return
-        proxy.reload(settings)
 
     return on_sighup

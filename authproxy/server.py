@@ -24,10 +24,11 @@ from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.shared import SharedTokens
+from authproxy.browser import CORS_RESPONSE_HEADERS, BrowserGuard, answer_headers, is_preflight
 from authproxy.clients import Caller, ClientGate
 from authproxy.config import Route, Settings
-from authproxy.config_gateway import PUBLIC_BIND_PROBLEM, is_loopback, public_bind_refused
-from authproxy.errors import StartupError, UpstreamError
+from authproxy.config_gateway import is_loopback, refuse_unsafe_start, startup_problems
+from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.file_shared import FileTokenStore
 from authproxy.forward import Exchange, RouteRuntime, forward
 from authproxy.headers import LocationRewriter
@@ -37,7 +38,7 @@ from authproxy.metrics import Metrics
 from authproxy.problems import problem_for, problem_response
 from authproxy.protocol import ProxyHttpServer, close_after_answer
 from authproxy.request_body import BodyLimits, ReplayBudget
-from authproxy.routes import RouteTable, UnsafePath
+from authproxy.routes import AmbiguousPath, RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
@@ -91,10 +92,11 @@ class Proxy:
         self.gate = ClientGate(settings.clients)
         # One budget for every buffered replay body of this process (limits.replay_buffer_total).
         self.replay_budget = ReplayBudget(settings.replay_buffer_total)
+        self.browsers = BrowserGuard(settings, settings.listen.port)
         self.metrics = Metrics()
         self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
-        # Probes stay open; what describes the upstream accounts needs a client key when
-        # clients are configured.
+        # Probes stay open; what describes the upstream accounts and the clients needs an admin
+        # client's key when clients are configured.
         self._open_own: dict[str, OwnHandler] = {
             "/-/health": self._health,
             "/-/ready": self._ready,
@@ -109,6 +111,7 @@ class Proxy:
         self._shared: SharedTokens | None = None
         self._runner: web.ServerRunner | None = None
         self._http: ProxyHttpServer | None = None
+        self._bound_port = settings.listen.port
         self.urls: list[str] = []
 
     def runtime(self, route_name: str) -> RouteRuntime:
@@ -117,8 +120,7 @@ class Proxy:
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
         settings = self.settings
-        if public_bind_refused(settings.listen, settings.clients, settings.allow_unauthenticated):
-            raise StartupError(f"refusing to listen on {settings.listen}: {PUBLIC_BIND_PROBLEM}")
+        refuse_unsafe_start(settings, settings.listen)
         self._pool = UpstreamPool(settings.routes)
         self._local = (
             self._store if self._store is not None else open_store(settings.token_store, self.tasks)
@@ -155,6 +157,9 @@ class Proxy:
             reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
             raise StartupError(f"cannot listen on {listen}: {reason}") from None
         self.urls = [_url_of(address) for address in runner.addresses]
+        # Port 0 picked one: it is part of the name the proxy gives itself (browser.HostNames).
+        self._bound_port = runner.addresses[0][1] if runner.addresses else listen.port
+        self.browsers = BrowserGuard(settings, self._bound_port)
         for name, manager in self.managers.items():
             if manager.spec.warm:
                 self.tasks.spawn(self._warm(manager), name=f"warm:{name}")
@@ -202,6 +207,7 @@ class Proxy:
         self.table = RouteTable(settings.routes)
         self.gate = ClientGate(settings.clients)
         self.replay_budget.total = settings.replay_buffer_total
+        self.browsers = BrowserGuard(settings, self._bound_port)
         self.managers = managers
         self._runtimes = runtimes
 
@@ -219,7 +225,8 @@ class Proxy:
             auth=auth,
             origin_client=self._pool.client(route.name),
             drop_request=auth.request_headers if auth else frozenset(),
-            drop_response=auth.response_headers if auth else frozenset(),
+            # The proxy answers CORS itself (browser.py): the upstream's never passes.
+            drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
             bodies=BodyLimits(body_timeout, self.replay_budget),
         )
 
@@ -252,16 +259,20 @@ class Proxy:
     def reload(self, new: Settings) -> None:
         """Apply a new config to new requests; in-flight ones finish with what they started with.
 
-        `listen` and `token_store` need a restart: they are kept as they are, and logged.
+        `listen` and `token_store` need a restart: they are kept as they are, and logged. A
+        config that breaks a start-up rule on the address this proxy is bound to (a reload that
+        drops `clients` on 0.0.0.0) raises ConfigError, and none of it is applied.
         """
         old = self.settings
+        kept = replace(new, listen=old.listen, token_store=old.token_store)
+        if problems := startup_problems(kept, old.listen):
+            raise ConfigError(new.source, problems)
         for key, changed in (
             ("listen", new.listen != old.listen),
             ("token_store", new.token_store != old.token_store),
         ):
             if changed:
                 log.warning("config change needs a restart to take effect", key=key)
-        kept = replace(new, listen=old.listen, token_store=old.token_store)
         self._apply_routes(kept, self.managers)
         if self._http is not None:  # connections opened from now on
             self._http.header_timeout = kept.header_timeout
@@ -299,6 +310,7 @@ class Proxy:
             response = problem_for(error)
             if error.closes_connection:
                 close_after_answer(request)
+            response.headers.extend(exchange.answer_headers)  # a listed origin may read why
             return response
         except asyncio.CancelledError:
             exchange.status = exchange.status or CLIENT_CLOSED
@@ -339,44 +351,76 @@ class Proxy:
             )
         if not target.startswith("/"):
             return problem_response(400, "only origin-form request targets (/path) are accepted")
+        browsers = self.browsers
+        request, refusal = browsers.admit(request)
+        if refusal is not None:
+            return refusal
         if target == "/-" or target.startswith("/-/"):
             return await self._own(request, target.partition("?")[0], exchange)
-        caller: Caller | None = None
-        if self.gate.enabled:
-            # Before routing: an unknown route answers 401 too, so nobody can probe which exist.
-            caller = self.gate.identify(request.headers)
-            if caller is None:
-                return _unauthorized()
-            exchange.client = caller.client.name
-            exchange.strip = frozenset({caller.carrier.lower()})
-            if wait := self.gate.retry_after(caller.client):
-                return problem_response(
-                    429,
-                    "this client's rate limit is used up; retry later",
-                    kind="rate-limited",
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                )
+        if is_preflight(request) and (answer := self._preflight(target, request)) is not None:
+            return answer
+        caller, refusal = self._identify(request, exchange)
+        if refusal is not None:
+            return refusal
         try:
             match = self.table.match(target)
-        except UnsafePath:
-            return problem_response(400, "the path contains a '..' segment")
+        except UnsafePath as error:
+            return problem_response(400, str(error))
+        except AmbiguousPath as error:
+            return problem_response(400, str(error), kind="ambiguous-path")
         if match is None:
             return problem_response(404, "no route matches this path", kind="unknown-route")
-        exchange.route = match.route.name
-        if caller is not None and not self.gate.allows(caller.client, match.route.name):
+        route = match.route
+        exchange.route = route.name
+        if caller is not None and not self.gate.allows(caller.client, route.name):
             return problem_response(
                 403,
                 "this client may not use this route",
                 kind="route-forbidden",
-                route=match.route.name,
+                route=route.name,
             )
-        return await forward(
-            request, self._runtimes[match.route.name], match.upstream_url, exchange
-        )
+        if (refusal := browsers.cross_site(request.headers, route.cors)) is not None:
+            return refusal
+        exchange.answer_headers = answer_headers(request.headers, route.cors)
+        return await forward(request, self._runtimes[route.name], match.upstream_url, exchange)
+
+    def _identify(
+        self, request: web.BaseRequest, exchange: Exchange
+    ) -> tuple[Caller | None, web.Response | None]:
+        """The calling client on a gateway (None without clients), or the refusal to send."""
+        if not self.gate.enabled:
+            return None, None
+        # Before routing: an unknown route answers 401 too, so nobody can probe which exist.
+        caller = self.gate.identify(request.headers)
+        if caller is None:
+            return None, _unauthorized()
+        exchange.client = caller.client.name
+        exchange.strip = frozenset({caller.carrier.lower()})
+        if wait := self.gate.retry_after(caller.client):
+            return caller, problem_response(
+                429,
+                "this client's rate limit is used up; retry later",
+                kind="rate-limited",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return caller, None
+
+    def _preflight(self, target: str, request: web.BaseRequest) -> web.Response | None:
+        """Answer a CORS preflight before any client key is asked for: browsers never send one
+        on a preflight (Fetch §4.8). None: handle it as an ordinary request."""
+        try:
+            match = self.table.match(target)
+        except (UnsafePath, AmbiguousPath):
+            return None  # refused below, after the client key, like any request on this path
+        return self.browsers.preflight(request.headers, None if match is None else match.route.cors)
 
     async def _own(
         self, request: web.BaseRequest, path: str, exchange: Exchange
     ) -> web.StreamResponse:
+        # Read-only, but no other origin needs them: refusing keeps the status page, metrics
+        # and probes out of reach of cross-site timing and of no-cors requests.
+        if (refusal := self.browsers.cross_site(request.headers, None)) is not None:
+            return refusal
         if (handler := self._open_own.get(path)) is not None:
             return await handler(request)
         if (handler := self._guarded_own.get(path)) is None:
@@ -386,6 +430,12 @@ class Proxy:
             if caller is None:
                 return _unauthorized()
             exchange.client = caller.client.name
+            if not caller.client.admin:
+                # Status and metrics describe every route and client, whatever the caller's
+                # own `routes` allow.
+                return problem_response(
+                    403, "only a client with 'admin: true' may read this", kind="admin-only"
+                )
         return await handler(request)
 
     async def _metrics(self, _request: web.BaseRequest) -> web.StreamResponse:

@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from authproxy.config import Settings
-from authproxy.config_gateway import PUBLIC_BIND_PROBLEM, public_bind_refused
+from authproxy.config_gateway import refuse_unsafe_start
 from authproxy.errors import StartupError
 from authproxy.lifecycle import log_listening, serve_until_signalled
 from authproxy.server import Proxy
@@ -271,8 +271,7 @@ class Supervisor:
 def reserve_port(settings: Settings) -> list[socket.socket]:
     """Sockets bound (not listening) with SO_REUSEPORT to every address of `listen`, one port."""
     listen = settings.listen
-    if public_bind_refused(listen, settings.clients, settings.allow_unauthenticated):
-        raise StartupError(f"refusing to listen on {listen}: {PUBLIC_BIND_PROBLEM}")
+    refuse_unsafe_start(settings, listen)
     if not hasattr(socket, "SO_REUSEPORT"):
         raise StartupError("--workers needs SO_REUSEPORT, which this platform lacks")
     try:

@@ -26,6 +26,8 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # A safety net for every network wait: a hang fails the test instead of freezing the suite.
 BOUND = 10.0
+# The name raw requests give the proxy in their Host header.
+PROXY_HOST = "proxy.test"
 
 
 @dataclass(slots=True)
@@ -158,7 +160,12 @@ def auth_route(upstream: URL, prefix: str = "/auth") -> Route:
 
 @asynccontextmanager
 async def running_proxy(*routes: Route, **settings: Any) -> AsyncIterator[URL]:
-    """A `Proxy` on 127.0.0.1:0 in this event loop; yields its base URL."""
+    """A `Proxy` on 127.0.0.1:0 in this event loop; yields its base URL.
+
+    `get` names the proxy `proxy.test`, so that name is in `allowed_hosts` unless a test says
+    otherwise (the Host check refuses names that are not the proxy's own).
+    """
+    settings.setdefault("allowed_hosts", (PROXY_HOST,))
     proxy = Proxy(Settings(listen=ListenAddress("127.0.0.1", 0), routes=routes, **settings))
     await proxy.start()
     try:
@@ -240,5 +247,5 @@ async def raw_request(base: URL, data: bytes, *, head_only: bool = False) -> Raw
 
 def get(target: str, *headers: str) -> bytes:
     """A minimal `GET target` request as raw bytes; `headers` are `Name: value` lines."""
-    lines = [f"GET {target} HTTP/1.1", "Host: proxy.test", *headers, "Connection: close", "", ""]
+    lines = [f"GET {target} HTTP/1.1", f"Host: {PROXY_HOST}", *headers, "Connection: close", "", ""]
     return "\r\n".join(lines).encode("latin-1")

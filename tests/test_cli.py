@@ -303,7 +303,7 @@ async def test_serve_refuses_connections_over_max_connections(
     config.write_text(config.read_text() + "limits:\n  max_connections: 2\n")
     proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0")
     base = URL(proxy.url)
-    health = b"GET /-/health HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
+    health = b"GET /-/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     try:
         async with raw_connection(base) as first, raw_connection(base) as second:
             for reader, writer in (first, second):  # both answered: both counted

@@ -35,7 +35,7 @@ async def gateway(routes: dict[str, Any], **extra: Any) -> AsyncIterator[tuple[P
         "token_store": "memory",
         "routes": routes,
         "clients": {
-            "alice": {"key": ALICE},
+            "alice": {"key": ALICE, "admin": True},
             "bob": {"key": BOB, "routes": ["open"], "rate_limit": {"rate": 0.001, "burst": 2}},
         },
         **extra,
@@ -160,7 +160,7 @@ async def test_rate_limit_answers_429_with_retry_after() -> None:
         assert (await fetch(base / "open/x", BEARER))[0] == 200
 
 
-async def test_probes_stay_open_and_status_and_metrics_need_a_key() -> None:
+async def test_probes_stay_open_and_status_and_metrics_need_an_admin_key() -> None:
     async with (
         FakeUpstream() as upstream,
         gateway({"open": {"upstream": str(upstream.url)}}) as (
@@ -173,6 +173,12 @@ async def test_probes_stay_open_and_status_and_metrics_need_a_key() -> None:
         for path in ("-/status", "-/metrics"):
             assert (await fetch(base / path))[0] == 401
             assert (await fetch(base / path, BEARER))[0] == 200
+            # Bob may use one route: what every route's tokens and every client's traffic
+            # look like is not his to read.
+            status, body, _ = await fetch(base / path, {"X-Authproxy-Key": BOB})
+            assert status == 403
+            assert body["type"] == "urn:authproxy:problem:admin-only"
+            assert "open" not in json.dumps(body)
 
 
 async def test_metrics_count_requests_by_route_client_and_status() -> None:

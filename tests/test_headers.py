@@ -149,6 +149,39 @@ async def test_locations_pointing_at_the_upstream_are_rewritten_and_never_follow
     assert elsewhere.headers["Content-Location"] == "other/relative"
 
 
+# What the upstream of a `prefix: /` route with base path /base answers, and what the client
+# must get: never a location a browser reads as another host (`//host`, `/\\host`).
+OPEN_REDIRECTS = {
+    "/base/slashes": ("/base//evil.example/x", "http://proxy.test//evil.example/x"),
+    "/base/backslash": ("/base/\\evil.example", "http://proxy.test/\\evil.example"),
+    "/base/tab": ("/base/\t/evil.example", "http://proxy.test/\t/evil.example"),
+    "/base/own": ("/\\evil.example/y", "http://proxy.test/\\evil.example/y"),
+    "/base/query": ("/base?next=1", "/?next=1"),
+    "/base/plain": ("/base/next", "/next"),
+}
+
+
+async def redirect_by_path(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while head := await reader.readuntil(b"\r\n\r\n"):
+        target = head.split(b" ", 2)[1].decode()
+        location = OPEN_REDIRECTS[target][0].encode()
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+        )
+        await writer.drain()
+
+
+async def test_a_rewritten_location_never_points_at_another_host() -> None:
+    async with (
+        RawUpstream(redirect_by_path) as upstream,
+        running_proxy(route(upstream.url, "/", base="/base")) as proxy,
+    ):
+        for path, (_, expected) in OPEN_REDIRECTS.items():
+            response = await raw_request(proxy, get(path.removeprefix("/base")))
+            assert response.status == 302
+            assert response.headers["Location"] == expected, path
+
+
 async def test_request_id_is_propagated_and_returned() -> None:
     async with FakeUpstream() as upstream, running_proxy(route(upstream.url)) as proxy:
         given = await raw_request(proxy, get("/api/x", "X-Request-Id: req-abc-123"))
@@ -191,3 +224,11 @@ def test_location_rewriter_only_touches_the_upstream() -> None:
     assert rewriter.rewrite("//up:81/base/a", "http://p") == "//up:81/base/a"
     root = LocationRewriter("http://up:81", "", "/")
     assert root.rewrite("/x", "http://p") == "/x"
+    assert root.rewrite("/\\x", "http://p") == "http://p/\\x"
+    assert root.rewrite("http://up:81//x", "http://p") == "http://p//x"
+    based = LocationRewriter("http://up:81", "/base", "/")
+    for scheme_relative in ("/base//x", "/base/\\x", "/base/\t/x", "/base/\n\\x", "/base/\r//x"):
+        assert based.rewrite(scheme_relative, "http://p").startswith("http://p/"), scheme_relative
+    assert based.rewrite("/base", "http://p") == "/"
+    assert based.rewrite("/base#top", "http://p") == "/#top"
+    assert based.rewrite("/base/x", "http://p") == "/x"

@@ -1,4 +1,5 @@
-"""SIGHUP: a running proxy takes a new config without dropping anything in flight."""
+"""SIGHUP: a running proxy takes a new config without dropping anything in flight, and refuses
+a config that breaks a start-up rule on the address it is bound to."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from proc import ProxyProcess, start_proxy
+from redis_server import running_redis
 
+from authproxy.config_load import parse_settings
 from authproxy.emulators import cosmic
 from authproxy.emulators.common import EmulatorState
+from authproxy.errors import ConfigError
+from authproxy.server import Proxy
 
 ALICE = "alice-key-0000000000000001"
 BOB = "bob-key-00000000000000000002"
@@ -132,3 +139,55 @@ async def test_sighup_applies_routes_and_clients_keeps_tokens_and_in_flight_requ
         finally:
             assert await proc.stop() == 0
     assert "routes.plain.upstrem" in proc.text
+
+
+async def test_a_reload_that_would_open_a_public_bind_is_refused_whole(tmp_path: Path) -> None:
+    """Bound to 0.0.0.0 by --listen (the container's default), a config without clients that is
+    fine on its own loopback listen must not turn the running gateway into an open door."""
+    config = tmp_path / "config.yaml"
+    async with upstreams() as (plain, cosmic_url, _state, _arrived, _release):
+        write(config, plain, cosmic_url, clients=f"  alice: {{key: {ALICE}}}\n", extra_route=False)
+        proc = await start_proxy("serve", "--config", str(config), "--listen", "0.0.0.0:0")
+        # Bound on every interface, but test traffic only ever goes to loopback.
+        base = proc.url.replace("0.0.0.0", "127.0.0.1")
+        try:
+            async with aiohttp.ClientSession() as client:
+                assert (await fetch(client, f"{base}/plain/x", ALICE))[0] == 200
+                text = config.read_text().split("clients:")[0]
+                config.write_text(text + f"  extra:\n    upstream: {plain}\n")
+                proc.process.send_signal(signal.SIGHUP)
+                await reloaded(proc, "config reload failed; keeping the running config")
+                async with client.get(f"{base}/plain/x") as answer:
+                    assert answer.status == 401
+                assert (await fetch(client, f"{base}/plain/x", ALICE))[0] == 200
+                assert (await fetch(client, f"{base}/extra/x", ALICE))[0] == 404
+        finally:
+            assert await proc.stop() == 0
+    assert "listen: a non-loopback address without a 'clients' section" in proc.text
+
+
+async def test_a_reload_adding_clients_to_a_plaintext_redis_store_is_refused() -> None:
+    with running_redis() as redis:
+        document: dict[str, Any] = {
+            "listen": "127.0.0.1:0",
+            "token_store": redis.url,
+            "routes": {"plain": {"upstream": "http://127.0.0.1:9"}},
+        }
+        proxy = Proxy(parse_settings(document, source="test", environ={}))
+        await proxy.start()
+        try:
+            # The new file names an encrypted memory store, but the store is kept until a restart:
+            # clients would be served from the plain-text Redis store.
+            gateway = {
+                **document,
+                "token_store": "memory",
+                "clients": {"alice": {"key": ALICE}},
+                "routes": {"other": {"upstream": "http://127.0.0.1:9"}},
+            }
+            with pytest.raises(ConfigError) as refused:
+                proxy.reload(parse_settings(gateway, source="new.yaml", environ={}))
+            assert [problem.path for problem in refused.value.problems] == ["token_store"]
+            assert [route.name for route in proxy.table.routes] == ["plain"]
+            assert not proxy.gate.enabled
+        finally:
+            await proxy.stop()

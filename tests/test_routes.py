@@ -60,7 +60,23 @@ def test_upstream_url_keeps_the_base_path(target: str, upstream: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "target", ["/api/../x", "/api/%2e%2e/x", "/api/..%2fx", "/api/%252e%252e/x", "/api/x/.."]
+    "target",
+    [
+        "/api/../x",
+        "/api/%2e%2e/x",
+        "/api/..%2fx",
+        "/api/%252e%252e/x",
+        "/api/x/..",
+        "/api/..;x/y",
+        "/api/%2e%2e;/y",
+        "/api/..%00",
+        "/api/%c0%ae%c0%ae/x",
+        "/api/%e0%80%ae./x",
+        "/api/%f0%80%80%ae%f0%80%80%ae",
+        "/api/..%c0%afx",
+        "/api/..%e0%80%afx",
+        "/api/..%c1%9cx",
+    ],
 )
 def test_table_rejects_dot_dot(target: str) -> None:
     with pytest.raises(UnsafePath):
@@ -85,6 +101,7 @@ def test_table_rejects_dot_dot(target: str) -> None:
         ("/api/;p=1/x;y?a=b;c&&d==e", "/base/;p=1/x;y?a=b;c&&d==e"),
         ("/api/x?next=/a/../b", "/base/x?next=/a/../b"),
         ("/api//double//slash", "/base//double//slash"),
+        ("/api/a..b/...;v=1/..x/%C3%A9%c3%80", "/base/a..b/...;v=1/..x/%C3%A9%c3%80"),
     ],
 )
 async def test_path_and_query_reach_the_upstream_byte_for_byte(target: str, arrives: str) -> None:
@@ -126,6 +143,25 @@ async def test_longest_prefix_wins_and_is_stripped() -> None:
         "/api/%25252e%25252e/x",
         "/api/..%5cx",
         "/api/../x?q=1",
+        # Dot-dot with path parameters or a NUL: servlet containers and C code read `..`.
+        "/api/..;/x",
+        "/api/..;jsessionid=1/x",
+        "/api/%2e%2e;/x",
+        "/api/.%2E;x=1/y",
+        "/api/%252e%252e;/x",
+        "/api/..%00/x",
+        "/api/..%2500/x",
+        "/api/x\\..;\\y",
+        # Overlong UTF-8 forms of '.', '/' and '\\', also double-encoded.
+        "/api/%c0%ae%c0%ae/x",
+        "/api/%C0%AE./x",
+        "/api/%e0%80%ae%e0%80%ae/x",
+        "/api/%f0%80%80%ae%f0%80%80%ae/x",
+        "/api/..%c0%afx",
+        "/api/..%e0%80%afx",
+        "/api/..%c1%9cx",
+        "/api/%25c0%25ae%25c0%25ae/x",
+        "/api/%c0%ae/x",
     ],
 )
 async def test_dot_dot_segments_are_rejected_before_the_upstream(target: str) -> None:
