@@ -187,14 +187,16 @@ class Proxy:
             auth = self._manager_for(route, previous.get(route.name))
             if auth is not None:
                 managers[route.name] = auth
-            runtimes[route.name] = self._runtime_for(route, auth)
+            runtimes[route.name] = self._runtime_for(route, auth, settings.websocket_message)
         self.settings = settings
         self.table = RouteTable(settings.routes)
         self.gate = ClientGate(settings.clients)
         self.managers = managers
         self._runtimes = runtimes
 
-    def _runtime_for(self, route: Route, auth: TokenManager | None) -> RouteRuntime:
+    def _runtime_for(
+        self, route: Route, auth: TokenManager | None, websocket_message: int
+    ) -> RouteRuntime:
         assert self._pool is not None
         return RouteRuntime(
             route=route,
@@ -207,6 +209,7 @@ class Proxy:
             origin_client=self._pool.client(route.name),
             drop_request=auth.request_headers if auth else frozenset(),
             drop_response=auth.response_headers if auth else frozenset(),
+            websocket_message=websocket_message,
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
