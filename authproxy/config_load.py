@@ -41,9 +41,9 @@ from authproxy.config_gateway import (
     public_bind_refused,
     redis_store,
 )
-from authproxy.config_node import Context, Node, Shield, expand_home, home, reason
+from authproxy.config_node import Context, Node, Shield, Text, expand_home, home, reason
 from authproxy.errors import ConfigError, ConfigProblem
-from authproxy.secrets import Secret
+from authproxy.secrets import REGISTRY, Secret
 
 TOP_KEYS = (
     "listen",
@@ -165,7 +165,7 @@ def default_token_store_path(environ: Mapping[str, str]) -> str:
 
 
 def _listen(node: Node) -> ListenAddress:
-    text = node.string(str(ListenAddress()))
+    text = node.string(str(ListenAddress()), secret=False)
     try:
         return parse_listen(text)
     except ValueError as exc:
@@ -179,7 +179,7 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
         return TokenStoreSettings("file", path, explicit=False, key=key)
     if (redis := redis_store(node, key)) is not None:
         return redis
-    text = node.string("memory")
+    text = node.string("memory", secret=False)  # a file path; a Redis URL is read above
     if text == "memory":
         return TokenStoreSettings("memory", explicit=True, key=key)
     if not text:
@@ -220,7 +220,7 @@ def _allowed_hosts(node: Node) -> tuple[str, ...]:
     clients, besides the listen address and the loopback names."""
     hosts: list[str] = []
     for item in [] if node.missing else node.items() or []:
-        text = item.string(required=True)
+        text = item.string(required=True, secret=False)
         if text is None:
             continue
         if _is_host_header(text):
@@ -286,15 +286,21 @@ def _route(name: str, node: Node) -> Route | None:
 
 
 def _upstream(node: Node) -> URL | None:
-    text = node.string(required=True)
-    if text is None:
+    if node.missing:
+        node.problem("required")
         return None
+    read = node.text(secret=False)  # registered below, all but the origin
+    if read is None:
+        return None
+    text = read.value
     try:
         url = URL(text)
         url.port  # noqa: B018 - yarl checks the port only when it is read
     except ValueError:
+        REGISTRY.add_all(read.substituted)
         node.problem("not a valid URL")
         return None
+    _register_upstream_secrets(read, url)
     if url.scheme not in ("http", "https") or not url.host:
         node.problem("not an http(s) URL with a host, e.g. https://api.example.com")
     elif "?" in text or "#" in text:
@@ -306,8 +312,16 @@ def _upstream(node: Node) -> URL | None:
     return None
 
 
+def _register_upstream_secrets(read: Text, url: URL) -> None:
+    """What `${...}` put into an upstream URL is secret (bot and webhook APIs carry their token in
+    the path), except a value wholly inside the origin: a host or port from the environment is
+    where the proxy connects, and masking a port would mask that number in every log line."""
+    origin = str(url.origin()) if url.host else ""
+    REGISTRY.add_all(value for value in read.substituted if value not in origin)
+
+
 def _prefix(node: Node, name: str) -> str:
-    text = node.string(f"/{name}")
+    text = node.string(f"/{name}", secret=False)
     prefix = text.rstrip("/") or "/"
     if node.missing and not _ROUTE_NAME.fullmatch(name):
         pass  # the bad name is reported once, as itself, not again as the prefix made from it
@@ -361,7 +375,7 @@ def _list(node: Node, *, required: bool = False) -> list[Node]:
 
 def _origin(node: Node) -> str | None:
     """An exact browser origin: `scheme://host[:port]`, nothing after it."""
-    text = node.string(required=True)
+    text = node.string(required=True, secret=False)
     if text is None:
         return None
     if text == "*":
@@ -389,7 +403,7 @@ def _origin(node: Node) -> str | None:
 def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
     found: list[str] = []
     for item in _list(node):
-        text = item.string(required=True)
+        text = item.string(required=True, secret=False)
         if text is None:
             continue
         if not _TOKEN.fullmatch(text):
@@ -403,7 +417,7 @@ def _tls(node: Node) -> TlsSettings:
     if node.missing or not node.keys(("verify", "ca_file")):
         return TlsSettings()
     ca_node = node.child("ca_file")
-    ca_file = None if ca_node.missing else ca_node.string(required=True)
+    ca_file = None if ca_node.missing else ca_node.string(required=True, secret=False)
     if ca_file is not None:
         ca_file = expand_home(ca_file, node.ctx.environ)
         if not (os.path.isfile(ca_file) and os.access(ca_file, os.R_OK)):

@@ -13,6 +13,7 @@ import urllib.request
 from typing import Any
 
 from authproxy.config import Settings
+from authproxy.secrets import masked
 from authproxy.status import iso
 from authproxy.tokens import FileStore, open_store, store_key
 
@@ -29,7 +30,7 @@ def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, 
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
             document: dict[str, Any] = json.load(answer)
-            return document
+            return masked(document)  # an older proxy may not mask what this config marks secret
     except (OSError, ValueError, urllib.error.URLError):
         return None
 
@@ -57,7 +58,7 @@ def stored_status(settings: Settings, now: float) -> dict[str, Any]:
             },
         }
     source = store.path if isinstance(store, FileStore) else "memory"
-    return {"source": f"token store ({source})", "now": iso(now), "routes": routes}
+    return masked({"source": f"token store ({source})", "now": iso(now), "routes": routes})
 
 
 def format_table(document: dict[str, Any]) -> str:
