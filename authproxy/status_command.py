@@ -15,7 +15,7 @@ from typing import Any
 from authproxy.config import Settings
 from authproxy.secrets import masked
 from authproxy.status import iso
-from authproxy.tokens import FileStore, open_store, store_key
+from authproxy.tokens import FileStore, name_key_for, open_store, store_key
 
 
 def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -37,12 +37,13 @@ def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, 
 
 def stored_status(settings: Settings, now: float) -> dict[str, Any]:
     store = open_store(settings.token_store)
+    name_key = name_key_for(settings.token_store)  # as the proxy names them in a file
     routes: dict[str, Any] = {}
     for route in settings.routes:
         if route.auth is None:
             routes[route.name] = {"upstream": str(route.upstream), "token": None}
             continue
-        grant = store.load(store_key(route))
+        grant = store.load(store_key(route, name_key))
         if grant is None:
             state = "static" if route.auth.is_static else "none"
         elif grant.expires_at is not None and now >= grant.expires_at:
