@@ -49,6 +49,7 @@ from authproxy.tokens import (
     name_key_for,
     open_store,
     store_key,
+    warn_if_shared_directory,
 )
 from authproxy.upstreams import UpstreamPool, timeout_for
 
@@ -128,6 +129,8 @@ class Proxy:
             raise StartupError(f"refusing to listen on {settings.listen}: {PUBLIC_BIND_PROBLEM}")
         self._pool = UpstreamPool(settings.routes)
         self._local = self._store if self._store is not None else open_store(settings.token_store)
+        if isinstance(self._local, FileStore):
+            warn_if_shared_directory(self._local.path.parent)
         await self._open_shared_store()
         self._name_key = self._naming_key()
         self._apply_routes(settings, {})

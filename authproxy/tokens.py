@@ -18,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -285,6 +286,21 @@ def open_grant(name: str, text: str, cipher: Cipher, now: float) -> Grant | None
 
 def cipher_for(settings: TokenStoreSettings) -> Cipher:
     return NullCipher() if settings.key is None else TokenCipher.from_key(settings.key.reveal())
+
+
+def warn_if_shared_directory(directory: Path) -> None:
+    """Warn when others may write to the token file's directory: they could replace the file, or
+    put a symlink where a lock file will be created (file_shared refuses to follow one)."""
+    try:
+        mode = directory.stat().st_mode
+    except OSError:
+        return  # a missing or unreadable directory is reported where the store is used
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.warning(
+            "token store directory is writable by group or others; they can replace the tokens",
+            path=str(directory),
+            mode=f"{stat.S_IMODE(mode):04o}",
+        )
 
 
 def open_store(settings: TokenStoreSettings) -> TokenStore:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -23,10 +25,13 @@ from redis_server import RedisServer, running_redis
 from structlog.testing import capture_logs
 
 from authproxy.auth.clock import ManualClock, SystemClock
+from authproxy.auth.flow import Grant
 from authproxy.config import Settings
 from authproxy.config_load import parse_settings
-from authproxy.crypto import generate_key
+from authproxy.crypto import NullCipher, generate_key
 from authproxy.emulators import cosmic
+from authproxy.errors import StoreUnavailable
+from authproxy.file_shared import FileTokenStore
 from authproxy.tokens import FileStore, name_key_for, store_key
 
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
@@ -177,3 +182,56 @@ async def test_impossible_times_in_redis_without_a_key_read_as_absent(
             assert (await proxy.get("/cosmic/x")).status == 200
     assert status.status == 200
     assert emu.state.logins == 2
+
+
+# ---- 17: lock files are never reached through a symlink --------------------------------------
+
+
+@pytest.mark.parametrize("lock", ["write", "login"])
+async def test_a_symlinked_lock_file_is_refused_not_followed(tmp_path: Path, lock: str) -> None:
+    path = tmp_path / "tokens.json"
+    store = FileTokenStore(path, NullCipher())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    existing = elsewhere / "existing"
+    existing.write_text("untouched")
+    grant = Grant(MappingProxyType({"token": "tok-symlink-1"}), None, time.time())
+    if lock == "write":
+        lock_path = path.with_name("tokens.json.lock")
+    else:
+        lock_path = store.login_lock("cosmic:abc").path
+
+    async def take_lock() -> None:
+        if lock == "write":
+            await store.save("cosmic:abc", grant, fence=0)
+        else:
+            async with store.login_lock("cosmic:abc"):
+                pass
+
+    for target in (elsewhere / "created", existing):
+        lock_path.symlink_to(target)
+        with pytest.raises(StoreUnavailable, match="is a symbolic link; refusing to follow it"):
+            await take_lock()
+        lock_path.unlink()
+    assert sorted(os.listdir(elsewhere)) == ["existing"]  # the dangling link created nothing
+    assert existing.read_text() == "untouched"
+    assert not path.exists()
+
+
+async def test_a_token_directory_others_may_write_is_a_warning_at_start(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"token_store: {shared}/tokens.json\nroutes:\n  api:\n    upstream: http://127.0.0.1:1\n"
+    )
+    proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0")
+    assert await proxy.stop() == 0
+    warnings = [
+        event
+        for line in proxy.output
+        if line.startswith("{")
+        and "writable by group or others" in (event := json.loads(line))["event"]
+    ]
+    assert [(w["path"], w["mode"]) for w in warnings] == [(str(shared), "0777")]
