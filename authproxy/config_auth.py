@@ -119,7 +119,8 @@ def _secret(node: Node) -> Secret | None:
 def _option(node: Node) -> str | None:
     if isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return str(node.value)  # `login_path` is text, but a number is an easy thing to write
-    text = None if node.missing else node.text()
+    # A preset's options are plain settings (`login_path`, `password_hash`), shown as they are.
+    text = None if node.missing else node.text(secret=False)
     return None if text is None else text.value
 
 

@@ -12,9 +12,9 @@ import math
 import re
 
 from authproxy.config import ClientSpec, ListenAddress, RateLimit, TokenStoreSettings
-from authproxy.config_node import Node, did_you_mean
+from authproxy.config_node import Node, did_you_mean, register_beyond_origin
 from authproxy.crypto import TokenCipher
-from authproxy.secrets import REGISTRY, Secret
+from authproxy.secrets import Secret
 
 CLIENT_KEYS = ("key", "key_sha256", "routes", "rate_limit", "admin")
 RATE_KEYS = ("rate", "burst")
@@ -146,6 +146,6 @@ def redis_store(node: Node, key: Secret | None) -> TokenStoreSettings | None:
     text = node.text(secret=False)  # a file path is not a secret; a Redis URL is, below
     if text is None or not text.value.startswith(("redis://", "rediss://")):
         return None
-    REGISTRY.add_all(text.substituted)
+    register_beyond_origin(text, text.value)
     # The URL may carry a password: it is kept as a Secret and never printed.
     return TokenStoreSettings("redis", explicit=True, url=Secret(text.value, text.origin), key=key)

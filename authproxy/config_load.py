@@ -41,9 +41,17 @@ from authproxy.config_gateway import (
     public_bind_refused,
     redis_store,
 )
-from authproxy.config_node import Context, Node, Shield, Text, expand_home, home, reason
+from authproxy.config_node import (
+    Context,
+    Node,
+    Shield,
+    expand_home,
+    home,
+    reason,
+    register_beyond_origin,
+)
 from authproxy.errors import ConfigError, ConfigProblem
-from authproxy.secrets import REGISTRY, Secret
+from authproxy.secrets import Secret
 
 TOP_KEYS = (
     "listen",
@@ -289,18 +297,17 @@ def _upstream(node: Node) -> URL | None:
     if node.missing:
         node.problem("required")
         return None
-    read = node.text(secret=False)  # registered below, all but the origin
+    read = node.text(secret=False)
     if read is None:
         return None
     text = read.value
+    register_beyond_origin(read, text)
     try:
         url = URL(text)
         url.port  # noqa: B018 - yarl checks the port only when it is read
     except ValueError:
-        REGISTRY.add_all(read.substituted)
         node.problem("not a valid URL")
         return None
-    _register_upstream_secrets(read, url)
     if url.scheme not in ("http", "https") or not url.host:
         node.problem("not an http(s) URL with a host, e.g. https://api.example.com")
     elif "?" in text or "#" in text:
@@ -310,14 +317,6 @@ def _upstream(node: Node) -> URL | None:
     else:
         return url.with_path(url.raw_path.rstrip("/"), encoded=True)
     return None
-
-
-def _register_upstream_secrets(read: Text, url: URL) -> None:
-    """What `${...}` put into an upstream URL is secret (bot and webhook APIs carry their token in
-    the path), except a value wholly inside the origin: a host or port from the environment is
-    where the proxy connects, and masking a port would mask that number in every log line."""
-    origin = str(url.origin()) if url.host else ""
-    REGISTRY.add_all(value for value in read.substituted if value not in origin)
 
 
 def _prefix(node: Node, name: str) -> str:

@@ -10,9 +10,9 @@ Every value a `${...}` brings in is a secret, registered for masking wherever it
 a password. The exceptions are read with `secret=False`: values whose whole job is to be shown or
 matched, and which masking would break, not protect. The listen address (masking `8080` would mask
 the start-up URL and every number holding those digits), file paths (masking `$HOME` would hide
-every path), route prefixes, host names and origins (an upstream's too), HTTP methods and header
-names, field names
-(masking `token` would mask the word everywhere), choices among fixed words, numbers and booleans.
+every path), route prefixes, host names and origins (an upstream's or a Redis URL's too), HTTP
+methods and header names, field names (masking `token` would mask the word everywhere), a preset's
+plain options, choices among fixed words, numbers and booleans.
 
 `Shield` carries references through YAML unchanged, even unquoted inside a flow collection such as
 `{password: ${PASSWORD}}`.
@@ -28,6 +28,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
+
+from yarl import URL
 
 from authproxy.errors import ConfigProblem
 from authproxy.secrets import REGISTRY
@@ -242,6 +244,21 @@ class Node:
             except ValueError:
                 pass
         return text.value
+
+
+def register_beyond_origin(read: Text, url: str) -> None:
+    """Register what `${...}` put into a URL as secrets, except a value wholly inside its origin.
+
+    Bot and webhook APIs carry their token in the path, Redis its password in the userinfo; but a
+    host or port from the environment is where the proxy connects, named in its logs and status,
+    and masking a port would mask that number in every log line.
+    """
+    try:
+        parsed = URL(url)
+        origin = str(parsed.origin()) if parsed.host else ""
+    except ValueError:
+        origin = ""
+    REGISTRY.add_all(value for value in read.substituted if value not in origin)
 
 
 def _interpolate(node: Node, raw: str, *, escape: bool, secret: bool) -> Text | None:

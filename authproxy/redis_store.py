@@ -89,7 +89,8 @@ return 0
 
 
 class RedisTokenStore:
-    """Grants in Redis, sealed with `cipher` (a `NullCipher` stores plain JSON).
+    """Grants in Redis, sealed with `cipher` (a `NullCipher` stores plain JSON) together with the
+    name they are stored under (`tokens.seal_grant`): a value moved to another name reads as absent.
 
     `url` is `redis://` or `rediss://`, with any password in it. `timeout` bounds connecting and
     each command; `expiry_grace` keeps a grant that long past its expiry, so its refresh token
