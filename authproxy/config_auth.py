@@ -97,7 +97,7 @@ def _preset_flow(node: Node) -> AuthSpec | None:
 
 
 def _preset(node: Node) -> Preset | None:
-    name = node.string(required=True)
+    name = node.string(required=True, secret=False)
     if name is None or name in PRESETS:
         return PRESETS.get(name or "")
     hint = did_you_mean(name, PRESETS)
@@ -119,7 +119,8 @@ def _secret(node: Node) -> Secret | None:
 def _option(node: Node) -> str | None:
     if isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return str(node.value)  # `login_path` is text, but a number is an easy thing to write
-    text = None if node.missing else node.text()
+    # A preset's options are plain settings (`login_path`, `password_hash`), shown as they are.
+    text = None if node.missing else node.text(secret=False)
     return None if text is None else text.value
 
 
@@ -191,7 +192,7 @@ def _credentials(node: Node) -> dict[str, Secret]:
 def _request(node: Node, names: set[str], extra_keys: tuple[str, ...] = ()) -> RequestSpec | None:
     if not node.keys((*REQUEST_KEYS, *extra_keys)):
         return None
-    method = node.child("method").string("POST").upper()
+    method = node.child("method").string("POST", secret=False).upper()
     if not _TOKEN.fullmatch(method):
         node.child("method").problem("not an HTTP method")
     path = node.child("path").string(required=True)
@@ -231,12 +232,13 @@ def _keys(node: Node, *, required: bool = False) -> tuple[str, ...]:
         if required:
             node.problem("required")
         return ()
+    # Field names in an answer, not secrets: masking `token` would mask the word everywhere.
     if not isinstance(node.value, list):
-        text = node.text()
+        text = node.text(secret=False)
         return () if text is None else (text.value,)
     if not node.value:
         node.problem("empty; name at least one key")
-    return tuple(text.value for item in node.items() or () if (text := item.text()))
+    return tuple(text.value for item in node.items() or () if (text := item.text(secret=False)))
 
 
 def _expiry(node: Node) -> ExpirySpec:
@@ -248,7 +250,7 @@ def _expiry(node: Node) -> ExpirySpec:
     key_node, seconds_node = node.child("key"), node.child("seconds")
     key = seconds = None
     if source in ("field", "header"):
-        key = key_node.string(required=True)
+        key = key_node.string(required=True, secret=False)  # a field or header name
     elif not key_node.missing:
         key_node.problem("only used with from: field or from: header")
     if source == "ttl":
@@ -263,7 +265,7 @@ def _expiry(node: Node) -> ExpirySpec:
 def _refresh(node: Node, names: set[str], captures: tuple[Capture, ...]) -> RefreshSpec | None:
     request = _request(node, names, ("requires",))
     requires_node = node.child("requires")
-    requires = requires_node.string("refresh_token")
+    requires = requires_node.string("refresh_token", secret=False)
     if requires not in {capture.name for capture in captures}:
         fix = "set token.refresh_key" if requires == "refresh_token" else "add it to token.extra"
         (node if requires_node.missing else requires_node).problem(
@@ -347,7 +349,7 @@ def _check_template(
 
 
 def _header_name(node: Node) -> str | None:
-    name = node.string(required=True)
+    name = node.string(required=True, secret=False)
     if name is not None and not _TOKEN.fullmatch(name):
         node.problem("not a valid HTTP header name")
         return None

@@ -1,8 +1,8 @@
 """`Settings` -> a JSON-able dict of what each route will really do (`authproxy check --expand`).
 
 Presets are expanded to the flow they build, so a user sees the login call, what is captured and
-what is injected. Credentials appear only as the mask and their origin (`env:NAME`). Templates are
-scrubbed too: a `${VAR}` written inside one was substituted and registered as a secret.
+what is injected. Credentials appear only as the mask and their origin (`env:NAME`), and every
+string is scrubbed last: what a `${VAR}` brought into a template or an upstream URL is a secret.
 """
 
 from __future__ import annotations
@@ -19,31 +19,33 @@ from authproxy.config import (
     Route,
     Settings,
 )
-from authproxy.secrets import MASK, REGISTRY, Secret
+from authproxy.secrets import MASK, Secret, masked
 
 JSON = dict[str, object]
 
 
 def describe_settings(settings: Settings) -> JSON:
-    """The effective config, with defaults filled in and every credential masked."""
+    """The effective config, with defaults filled in and every secret masked."""
     store = settings.token_store
-    return {
-        "source": settings.source,
-        "listen": str(settings.listen),
-        "token_store": {"kind": store.kind, "path": store.path, "explicit": store.explicit},
-        "shutdown_grace": settings.shutdown_grace,
-        "limits": {
-            "header_timeout": settings.header_timeout,
-            "keepalive_timeout": settings.keepalive_timeout,
-            "max_header_size": settings.max_header_size,
-            "body_timeout": settings.body_timeout,
-            "max_connections": settings.max_connections,
-            "replay_buffer_total": settings.replay_buffer_total,
-            "websocket_message": settings.websocket_message,
-        },
-        "allowed_hosts": list(settings.allowed_hosts),
-        "routes": {route.name: describe_route(route) for route in settings.routes},
-    }
+    return masked(
+        {
+            "source": settings.source,
+            "listen": str(settings.listen),
+            "token_store": {"kind": store.kind, "path": store.path, "explicit": store.explicit},
+            "shutdown_grace": settings.shutdown_grace,
+            "limits": {
+                "header_timeout": settings.header_timeout,
+                "keepalive_timeout": settings.keepalive_timeout,
+                "max_header_size": settings.max_header_size,
+                "body_timeout": settings.body_timeout,
+                "max_connections": settings.max_connections,
+                "replay_buffer_total": settings.replay_buffer_total,
+                "websocket_message": settings.websocket_message,
+            },
+            "allowed_hosts": list(settings.allowed_hosts),
+            "routes": {route.name: describe_route(route) for route in settings.routes},
+        }
+    )
 
 
 def describe_route(route: Route) -> JSON:
@@ -128,4 +130,4 @@ def _adopt(adopt: AdoptSpec) -> JSON:
 
 
 def _templates(templates: Mapping[str, str]) -> dict[str, str]:
-    return {name: REGISTRY.scrub(text) for name, text in templates.items()}
+    return dict(templates)

@@ -14,7 +14,7 @@ import math
 import re
 
 from authproxy.config import ClientSpec, ListenAddress, RateLimit, Settings, TokenStoreSettings
-from authproxy.config_node import Node, did_you_mean
+from authproxy.config_node import Node, did_you_mean, register_beyond_origin
 from authproxy.crypto import TokenCipher
 from authproxy.errors import ConfigProblem, StartupError
 from authproxy.secrets import Secret
@@ -126,7 +126,7 @@ def _client_routes(node: Node, route_names: set[str]) -> frozenset[str] | None:
         return None
     names: set[str] = set()
     for item in node.items() or ():
-        name = item.string(required=True)
+        name = item.string(required=True, secret=False)  # a route name
         if name is None:
             continue
         if name not in route_names:
@@ -165,8 +165,9 @@ def parse_store_key(node: Node) -> Secret | None:
 
 def redis_store(node: Node, key: Secret | None) -> TokenStoreSettings | None:
     """`token_store: redis://...` (or rediss://) as settings; None when it is not a Redis URL."""
-    text = node.text()
+    text = node.text(secret=False)  # a file path is not a secret; a Redis URL is, below
     if text is None or not text.value.startswith(("redis://", "rediss://")):
         return None
+    register_beyond_origin(text, text.value)
     # The URL may carry a password: it is kept as a Secret and never printed.
     return TokenStoreSettings("redis", explicit=True, url=Secret(text.value, text.origin), key=key)

@@ -38,7 +38,15 @@ from authproxy.config_gateway import (
     redis_store,
     startup_problems,
 )
-from authproxy.config_node import Context, Node, Shield, expand_home, home, reason
+from authproxy.config_node import (
+    Context,
+    Node,
+    Shield,
+    expand_home,
+    home,
+    reason,
+    register_beyond_origin,
+)
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.secrets import Secret
 
@@ -160,7 +168,7 @@ def default_token_store_path(environ: Mapping[str, str]) -> str:
 
 
 def _listen(node: Node) -> ListenAddress:
-    text = node.string(str(ListenAddress()))
+    text = node.string(str(ListenAddress()), secret=False)
     try:
         return parse_listen(text)
     except ValueError as exc:
@@ -174,7 +182,7 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
         return TokenStoreSettings("file", path, explicit=False, key=key)
     if (redis := redis_store(node, key)) is not None:
         return redis
-    text = node.string("memory")
+    text = node.string("memory", secret=False)  # a file path; a Redis URL is read above
     if text == "memory":
         return TokenStoreSettings("memory", explicit=True, key=key)
     if not text:
@@ -215,7 +223,7 @@ def _allowed_hosts(node: Node) -> tuple[str, ...]:
     clients, besides the listen address and the loopback names."""
     hosts: list[str] = []
     for item in [] if node.missing else node.items() or []:
-        text = item.string(required=True)
+        text = item.string(required=True, secret=False)
         if text is None:
             continue
         if _is_host_header(text):
@@ -281,9 +289,14 @@ def _route(name: str, node: Node) -> Route | None:
 
 
 def _upstream(node: Node) -> URL | None:
-    text = node.string(required=True)
-    if text is None:
+    if node.missing:
+        node.problem("required")
         return None
+    read = node.text(secret=False)
+    if read is None:
+        return None
+    text = read.value
+    register_beyond_origin(read, text)
     try:
         url = URL(text)
         url.port  # noqa: B018 - yarl checks the port only when it is read
@@ -302,7 +315,7 @@ def _upstream(node: Node) -> URL | None:
 
 
 def _prefix(node: Node, name: str) -> str:
-    text = node.string(f"/{name}")
+    text = node.string(f"/{name}", secret=False)
     prefix = text.rstrip("/") or "/"
     if node.missing and not _ROUTE_NAME.fullmatch(name):
         pass  # the bad name is reported once, as itself, not again as the prefix made from it
@@ -356,7 +369,7 @@ def _list(node: Node, *, required: bool = False) -> list[Node]:
 
 def _origin(node: Node) -> str | None:
     """An exact browser origin: `scheme://host[:port]`, nothing after it."""
-    text = node.string(required=True)
+    text = node.string(required=True, secret=False)
     if text is None:
         return None
     if text == "*":
@@ -384,7 +397,7 @@ def _origin(node: Node) -> str | None:
 def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
     found: list[str] = []
     for item in _list(node):
-        text = item.string(required=True)
+        text = item.string(required=True, secret=False)
         if text is None:
             continue
         if not _TOKEN.fullmatch(text):
@@ -398,7 +411,7 @@ def _tls(node: Node) -> TlsSettings:
     if node.missing or not node.keys(("verify", "ca_file")):
         return TlsSettings()
     ca_node = node.child("ca_file")
-    ca_file = None if ca_node.missing else ca_node.string(required=True)
+    ca_file = None if ca_node.missing else ca_node.string(required=True, secret=False)
     if ca_file is not None:
         ca_file = expand_home(ca_file, node.ctx.environ)
         if not (os.path.isfile(ca_file) and os.access(ca_file, os.R_OK)):

@@ -3,8 +3,19 @@
 Every block parser in `config_load` and `config_auth` reads through a `Node`. A reader records what
 is wrong with its key path and returns a default, so one run lists every problem. Strings are
 interpolated here: `${NAME}` reads the environment, `${file:/path}` a file, `$${` is a literal `${`.
-A problem names the variable or file, never the value it resolved to. `Shield` carries references
-through YAML unchanged, even unquoted inside a flow collection such as `{password: ${PASSWORD}}`.
+A problem names the variable or file, never the value it resolved to.
+
+Every value a `${...}` brings in is a secret, registered for masking wherever it turns up (logs,
+`/-/status`, `check --expand`, `authproxy status`): a bot token in an upstream path is as secret as
+a password. The exceptions are read with `secret=False`: values whose whole job is to be shown or
+matched, and which masking would break, not protect. The listen address (masking `8080` would mask
+the start-up URL and every number holding those digits), file paths (masking `$HOME` would hide
+every path), route prefixes, host names and origins (an upstream's or a Redis URL's too), HTTP
+methods and header names, field names (masking `token` would mask the word everywhere), a preset's
+plain options, choices among fixed words, numbers and booleans.
+
+`Shield` carries references through YAML unchanged, even unquoted inside a flow collection such as
+`{password: ${PASSWORD}}`.
 """
 
 from __future__ import annotations
@@ -17,6 +28,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
+
+from yarl import URL
 
 from authproxy.errors import ConfigProblem
 from authproxy.secrets import REGISTRY
@@ -66,10 +79,15 @@ class Shield:
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A string after `${...}` interpolation; `origin` (`literal`, `env:NAME`, ...) is printable."""
+    """A string after `${...}` interpolation; `origin` (`literal`, `env:NAME`, ...) is printable.
+
+    `substituted` holds what each reference brought in, for a reader that registers some of them
+    itself (see `config_load._upstream`).
+    """
 
     value: str
     origin: str = "literal"
+    substituted: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(slots=True)
@@ -128,33 +146,38 @@ class Node:
             return None
         return [Node(value, f"{self.path}[{i}]", self.ctx) for i, value in enumerate(self.value)]
 
-    def text(self, *, template: bool = False) -> Text | None:
+    def text(self, *, template: bool = False, secret: bool = True) -> Text | None:
         """The interpolated string, or None (reported) if this is not one.
 
         With `template`, braces in substituted values are escaped, so an environment value is
-        always data and never read as a `{placeholder}`.
+        always data and never read as a `{placeholder}`. With `secret` (the default), every
+        substituted value is registered for masking (see the module doc for the exceptions).
         """
         if isinstance(self.value, str):
-            return _interpolate(self, self.value, escape=template)
+            return _interpolate(self, self.value, escape=template, secret=secret)
         hint = " (quote it)" if isinstance(self.value, int | float | bool) else ""
         self.problem(f"expected a string, got {_kind(self.value)}{hint}")
         return None
 
     @overload
-    def string(self, default: str) -> str: ...
+    def string(self, default: str, *, secret: bool = True) -> str: ...
     @overload
-    def string(self, default: None = None, *, required: bool) -> str | None: ...
-    def string(self, default: str | None = None, *, required: bool = False) -> str | None:
+    def string(
+        self, default: None = None, *, required: bool, secret: bool = True
+    ) -> str | None: ...
+    def string(
+        self, default: str | None = None, *, required: bool = False, secret: bool = True
+    ) -> str | None:
         if self.missing:
             if required:
                 self.problem("required")
             return default
-        text = self.text()
+        text = self.text(secret=secret)
         return default if text is None else text.value
 
     def choice(self, options: Sequence[str], default: str | None, noun: str) -> str | None:
         """One of `options`; absent gives `default` (None: required)."""
-        text = None if self.missing else self.text()
+        text = None if self.missing else self.text(secret=False)  # one of fixed, public words
         if text is None or text.value in options:
             if self.missing and default is None:
                 self.problem("required")
@@ -210,7 +233,7 @@ class Node:
         """The value, MISSING if absent or unresolvable; `${...}` text is typed as YAML would."""
         if not (isinstance(self.value, str) and "${" in self.value):
             return self.value
-        text = self.text()
+        text = self.text(secret=False)  # a number or a boolean: nothing worth masking
         if text is None:
             return MISSING
         if text.value in ("true", "false"):
@@ -223,11 +246,27 @@ class Node:
         return text.value
 
 
-def _interpolate(node: Node, raw: str, *, escape: bool) -> Text | None:
+def register_beyond_origin(read: Text, url: str) -> None:
+    """Register what `${...}` put into a URL as secrets, except a value wholly inside its origin.
+
+    Bot and webhook APIs carry their token in the path, Redis its password in the userinfo; but a
+    host or port from the environment is where the proxy connects, named in its logs and status,
+    and masking a port would mask that number in every log line.
+    """
+    try:
+        parsed = URL(url)
+        origin = str(parsed.origin()) if parsed.host else ""
+    except ValueError:
+        origin = ""
+    REGISTRY.add_all(value for value in read.substituted if value not in origin)
+
+
+def _interpolate(node: Node, raw: str, *, escape: bool, secret: bool) -> Text | None:
     if "${" not in raw:
         return Text(raw)
     parts: list[str] = []
     origins: list[str] = []
+    substituted: list[str] = []
     ok = True
     position = 0
     for match in _REFERENCE.finditer(raw):
@@ -243,15 +282,16 @@ def _interpolate(node: Node, raw: str, *, escape: bool) -> Text | None:
             ok = False  # keep going: report every unset variable of this value at once
         else:
             value, origin = resolved
-            if escape:
-                # The value ends up inside a template, where nothing marks it as a secret.
+            if secret:
                 REGISTRY.add(value)
+            substituted.append(value)
+            if escape:
                 value = value.replace("{", "{{").replace("}", "}}")
             parts.append(value)
             origins.append(origin)
     parts.append(raw[position:])
     origin = ",".join(dict.fromkeys(origins)) or "literal"
-    return Text("".join(parts), origin) if ok else None
+    return Text("".join(parts), origin, tuple(substituted)) if ok else None
 
 
 def _resolve(node: Node, reference: str) -> tuple[str, str] | None:
@@ -269,8 +309,6 @@ def _resolve(node: Node, reference: str) -> tuple[str, str] | None:
         # Editors and `echo` end a file with a newline that is not part of the secret.
         if content.endswith("\n"):
             content = content[:-2] if content.endswith("\r\n") else content[:-1]
-        # A file reference is how secrets are mounted (/run/secrets), so treat its content as one.
-        REGISTRY.add(content)
         return content, f"file:{path}"
     if not _VARIABLE.fullmatch(reference):
         node.problem(f"'${{{reference}}}' is neither ${{NAME}} nor ${{file:/path}}")

@@ -26,6 +26,7 @@ two processes "hold" the lock at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import random
@@ -194,10 +195,19 @@ class FileLoginLock:
 
 
 def _open_lock(path: Path) -> int:
+    """Open (creating) a lock file, never through a symlink.
+
+    Whoever can write to the directory could otherwise point `<path>.lock` anywhere: the proxy
+    would create that file (a dangling link) or take its lock. O_NOFOLLOW refuses the final link.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise StoreUnavailable(
+                f"token file lock {path} is a symbolic link; refusing to follow it"
+            ) from None
         raise StoreUnavailable(f"token file lock {path} unavailable: {error.strerror}") from None
 
 

@@ -30,7 +30,7 @@ from authproxy.request_body import BodyLimits, outgoing_body
 from authproxy.upstream_client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
 from authproxy.upstream_errors import ClientBodyStalled, TimedOut, UpstreamFailure
 from authproxy.upstreams import origin_client_of
-from authproxy.websocket import is_websocket_upgrade, proxy_websocket
+from authproxy.websocket import DEFAULT_MESSAGE_LIMIT, is_websocket_upgrade, proxy_websocket
 
 log = structlog.get_logger("authproxy.forward")
 
@@ -80,6 +80,7 @@ class RouteRuntime:
     drop_request: frozenset[str] = field(default_factory=frozenset)
     drop_response: frozenset[str] = field(default_factory=frozenset)
     bodies: BodyLimits = field(default_factory=BodyLimits)
+    websocket_message: int = DEFAULT_MESSAGE_LIMIT  # limits.websocket_message
     # The lean client of the session's origin (`UpstreamPool.client`): requests go through it,
     # the session serves WebSocket upgrades. Found through the session when not given.
     origin_client: InitVar[OriginClient | None] = None
@@ -126,7 +127,7 @@ async def forward(
         auth.inject(headers, grant)
     if is_websocket_upgrade(request):
         exchange.status = 101
-        return await proxy_websocket(request, runtime.route.name, runtime.session, url, headers)
+        return await proxy_websocket(request, runtime, url, headers, exchange)
 
     body, exchange.replay_held = await outgoing_body(
         request, runtime.bodies, runtime.route.name, replayable=auth is not None

@@ -46,10 +46,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from authproxy.auth.flow import Grant
-from authproxy.crypto import Cipher, seal, unseal
+from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
 from authproxy.secrets import REGISTRY
-from authproxy.tokens import grant_from_document, grant_to_document
+from authproxy.tokens import open_grant, seal_grant
 
 log = structlog.get_logger("authproxy.redis_store")
 
@@ -89,7 +89,8 @@ return 0
 
 
 class RedisTokenStore:
-    """Grants in Redis, sealed with `cipher` (a `NullCipher` stores plain JSON).
+    """Grants in Redis, sealed with `cipher` (a `NullCipher` stores plain JSON) together with the
+    name they are stored under (`tokens.seal_grant`): a value moved to another name reads as absent.
 
     `url` is `redis://` or `rediss://`, with any password in it. `timeout` bounds connecting and
     each command; `expiry_grace` keeps a grant that long past its expiry, so its refresh token
@@ -132,7 +133,7 @@ class RedisTokenStore:
         ttl = 0
         if grant.expires_at is not None:
             ttl = max(1000, int((grant.expires_at - time.time() + self._grace) * 1000))
-        sealed = seal(grant_to_document(grant), self._cipher)
+        sealed = seal_grant(key, grant, self._cipher)
         written = self._save(keys=[_name("token", key)], args=[fence, sealed, ttl])
         return bool(await self._call(written))
 
@@ -173,16 +174,13 @@ class RedisTokenStore:
 
     def _open(self, key: str, raw: bytes | str) -> Grant | None:
         text = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
-        document = unseal(text, self._cipher)
-        try:
-            grant = None if document is None else grant_from_document(document)
-        except (KeyError, TypeError):
-            grant = None
+        grant = open_grant(key, text, self._cipher, time.time())
         if grant is None:
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning(
-                    "stored token cannot be read with the configured key; ignoring it",
+                    "stored token is not usable here (another key, another entry's value, an "
+                    "older format or impossible values); ignoring it",
                     key=key,
                     store=self.where,
                 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import TypeVar, cast
 
 MASK = "<redacted>"
 
@@ -139,3 +140,22 @@ class SecretRegistry:
 
 
 REGISTRY = SecretRegistry()
+
+Document = TypeVar("Document")
+
+
+def masked(document: Document) -> Document:
+    """A JSON-like `document` (dicts, lists, strings, numbers) with every registered secret masked
+    in every string: for whatever shows config values outside the logs (`/-/status`, `check
+    --expand`, `authproxy status`), which the log redaction never sees."""
+    return cast(Document, _masked(document))
+
+
+def _masked(value: object) -> object:
+    if isinstance(value, str):
+        return REGISTRY.scrub(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value

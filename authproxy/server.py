@@ -42,7 +42,17 @@ from authproxy.routes import AmbiguousPath, RouteTable, UnsafePath
 from authproxy.status import readiness_failures, status_document
 from authproxy.status_page import render_status_html
 from authproxy.tasks import Tasks
-from authproxy.tokens import FileStore, MemoryStore, TokenStore, cipher_for, open_store, store_key
+from authproxy.tokens import (
+    EPHEMERAL_NAME_KEY,
+    FileStore,
+    MemoryStore,
+    TokenStore,
+    cipher_for,
+    name_key_for,
+    open_store,
+    store_key,
+    warn_if_shared_directory,
+)
 from authproxy.upstreams import UpstreamPool, timeout_for
 
 if TYPE_CHECKING:
@@ -109,6 +119,8 @@ class Proxy:
         self._local: TokenStore = MemoryStore()
         self._redis: RedisTokenStore | None = None
         self._shared: SharedTokens | None = None
+        # What names tokens in the store (tokens.store_key); set at start, kept across reloads.
+        self._name_key: bytes | None = EPHEMERAL_NAME_KEY
         self._runner: web.ServerRunner | None = None
         self._http: ProxyHttpServer | None = None
         self._bound_port = settings.listen.port
@@ -125,7 +137,10 @@ class Proxy:
         self._local = (
             self._store if self._store is not None else open_store(settings.token_store, self.tasks)
         )
+        if isinstance(self._local, FileStore):
+            warn_if_shared_directory(self._local.path.parent)
         await self._open_shared_store()
+        self._name_key = self._naming_key()
         self._apply_routes(settings, {})
         self._http = server = ProxyHttpServer(
             self.handle,
@@ -185,8 +200,24 @@ class Proxy:
 
         self._redis = RedisTokenStore(store.url.reveal(), cipher_for(store))
         self._shared = SharedTokens(self._redis)
+        if store.key is None:
+            # A team gateway must opt in (config_gateway.plaintext_store_refused); anyone else is
+            # told once. `where` is host:port, never the URL with its password.
+            log.warning(
+                "the Redis token store holds tokens in plain text: whoever can read Redis can "
+                "use them; set token_store_key (authproxy keygen)",
+                store=self._redis.where,
+            )
         if not await self._redis.ping():
             log.warning("shared token store unreachable at start; logging in locally until it is")
+
+    def _naming_key(self) -> bytes | None:
+        """The key for `store_key`: the store key's, else None (slow keyless names) for a store
+        that outlives the process, else any (names that never leave memory)."""
+        if (key := name_key_for(self.settings.token_store)) is not None:
+            return key
+        lasting = self._shared is not None or isinstance(self._local, FileStore)
+        return None if lasting else EPHEMERAL_NAME_KEY
 
     def _apply_routes(self, settings: Settings, previous: dict[str, TokenManager]) -> None:
         """Build every route's runtime, then switch to them all at once (no await in between).
@@ -202,7 +233,7 @@ class Proxy:
             auth = self._manager_for(route, previous.get(route.name))
             if auth is not None:
                 managers[route.name] = auth
-            runtimes[route.name] = self._runtime_for(route, auth, settings.body_timeout)
+            runtimes[route.name] = self._runtime_for(route, auth, settings)
         self.settings = settings
         self.table = RouteTable(settings.routes)
         self.gate = ClientGate(settings.clients)
@@ -212,7 +243,7 @@ class Proxy:
         self._runtimes = runtimes
 
     def _runtime_for(
-        self, route: Route, auth: TokenManager | None, body_timeout: float
+        self, route: Route, auth: TokenManager | None, settings: Settings
     ) -> RouteRuntime:
         assert self._pool is not None
         return RouteRuntime(
@@ -227,13 +258,14 @@ class Proxy:
             drop_request=auth.request_headers if auth else frozenset(),
             # The proxy answers CORS itself (browser.py): the upstream's never passes.
             drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
-            bodies=BodyLimits(body_timeout, self.replay_budget),
+            bodies=BodyLimits(settings.body_timeout, self.replay_budget),
+            websocket_message=settings.websocket_message,
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
         if route.auth is None:
             return None
-        key = store_key(route)
+        key = store_key(route, self._name_key)
         if previous is not None and previous.spec == route.auth and previous.store_key == key:
             return previous
         assert self._pool is not None

@@ -1,6 +1,7 @@
 """What the proxy knows about each route's token, for people (`/-/status`) and probes (`/-/ready`).
 
-Only states, times and counters: a status document never holds a token or a credential.
+Only states, times and counters: a status document never holds a token or a credential, and
+config values in it (the upstream URL) are masked where a `${...}` secret went into them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 from authproxy.auth.manager import TokenManager
 from authproxy.config import Settings
+from authproxy.secrets import masked
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -82,7 +84,7 @@ def status_document(
             # Same shape for every route, so a client can read token.state without a special case.
             "token": token_status(manager, now) if manager else NO_AUTH_TOKEN,
         }
-    return {"now": iso(now), "routes": routes}
+    return masked({"now": iso(now), "routes": routes})
 
 
 def readiness_failures(managers: Mapping[str, TokenManager], now: float) -> dict[str, str]:

@@ -13,8 +13,9 @@ import urllib.request
 from typing import Any
 
 from authproxy.config import Settings
+from authproxy.secrets import masked
 from authproxy.status import iso
-from authproxy.tokens import FileStore, open_store, store_key
+from authproxy.tokens import FileStore, name_key_for, open_store, store_key
 
 
 def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -29,19 +30,20 @@ def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, 
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
             document: dict[str, Any] = json.load(answer)
-            return document
+            return masked(document)  # an older proxy may not mask what this config marks secret
     except (OSError, ValueError, urllib.error.URLError):
         return None
 
 
 def stored_status(settings: Settings, now: float) -> dict[str, Any]:
     store = open_store(settings.token_store)
+    name_key = name_key_for(settings.token_store)  # as the proxy names them in a file
     routes: dict[str, Any] = {}
     for route in settings.routes:
         if route.auth is None:
             routes[route.name] = {"upstream": str(route.upstream), "token": None}
             continue
-        grant = store.load(store_key(route))
+        grant = store.load(store_key(route, name_key))
         if grant is None:
             state = "static" if route.auth.is_static else "none"
         elif grant.expires_at is not None and now >= grant.expires_at:
@@ -57,7 +59,7 @@ def stored_status(settings: Settings, now: float) -> dict[str, Any]:
             },
         }
     source = store.path if isinstance(store, FileStore) else "memory"
-    return {"source": f"token store ({source})", "now": iso(now), "routes": routes}
+    return masked({"source": f"token store ({source})", "now": iso(now), "routes": routes})
 
 
 def format_table(document: dict[str, Any]) -> str:

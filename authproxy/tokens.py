@@ -1,9 +1,11 @@
 """Where tokens rest between requests and restarts: in memory, or in a JSON file.
 
-The file holds tokens only, never passwords, under keys made of the route name and a hash of its
-upstream and credentials, so changed credentials never pick up a stale token. It is written
-atomically (temp file, fsync, rename) with mode 0600; a corrupt or unreadable file is a warning
-and a fresh start, never a crash. A store that cannot be written falls back to memory, loudly.
+The file holds tokens only, never passwords, under names made of the route name and a keyed hash
+of its upstream and credentials (`store_key`), so changed credentials never pick up a stale token,
+and a name cannot be used to test guesses of a password. It is written atomically (temp file,
+fsync, rename) with mode 0600; a corrupt or unreadable file is a warning and a fresh start, an
+entry with impossible values reads as absent, never a crash. A store that cannot be written falls
+back to memory, loudly.
 
 Writes are coalesced: an API that rotates its token on every answer would otherwise cost an
 fsync per request on the event loop. At most one write a `WRITE_INTERVAL`, in a worker thread,
@@ -15,8 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import hmac
+import json
+import math
 import os
+import secrets
+import stat
 import tempfile
 import threading
 import time
@@ -37,16 +45,62 @@ log = structlog.get_logger("authproxy.tokens")
 FILE_VERSION = 1
 WRITE_INTERVAL = 1.0
 
+# A sealed grant's format (`seal_grant`); a value of another version reads as absent.
+GRANT_VERSION = 2
+# Stored times outside this span around now are tampering or corruption, never a real token: an
+# `expires_at` of 1e308 would pin a token forever, and Infinity breaks every date shown for it.
+TEN_YEARS = 10 * 365.25 * 24 * 3600
+# How far another replica's clock may run ahead of ours when it stamps `obtained_at`.
+CLOCK_SKEW = 300.0
 
-def store_key(route: Route) -> str:
-    """`<route>:<hash>`: a new upstream, preset or credential gives a new key."""
+# Names of tokens that never leave this process (the memory store): any key will do.
+EPHEMERAL_NAME_KEY = secrets.token_bytes(32)
+_NAME_CONTEXT = b"authproxy token store names v2"
+
+
+def name_key_for(settings: TokenStoreSettings) -> bytes | None:
+    """The key that names tokens in a store with `token_store_key`; None without one.
+
+    Derived from the Fernet key rather than being it, so neither use can weaken the other.
+    """
+    if settings.key is None:
+        return None
+    return hmac.new(settings.key.reveal().encode(), _NAME_CONTEXT, hashlib.sha256).digest()
+
+
+def store_key(route: Route, name_key: bytes | None) -> str:
+    """`<route>:<digest>`, the name of the route's token: a new upstream, preset or credential
+    gives a new name.
+
+    The digest covers the credentials, and names are readable by whoever reads the store, so it
+    must not be a fast unkeyed hash: that lets anyone who can list Redis keys test password guesses
+    offline. With a key (`name_key_for`) it is HMAC-SHA256; a guess then needs the key. Without
+    one it is scrypt: a salt kept beside the names would be read along with them, so what prices
+    each guess is the work (~50 ms and 16 MiB), paid here once per route and process (cached).
+    A key rotation can try the names of several keys: this is a function of (route, key).
+    """
+    material = _name_material(route)
+    if name_key is None:
+        digest = _slow_digest(material)
+    else:
+        digest = hmac.new(name_key, material, hashlib.sha256).hexdigest()
+    return f"{route.name}:{digest[:32]}"
+
+
+def _name_material(route: Route) -> bytes:
     auth = route.auth
-    digest = hashlib.sha256(str(route.upstream).encode())
+    credentials: list[tuple[str, str]] = []
+    preset = None
     if auth is not None:
-        digest.update((auth.preset or "custom").encode())
-        for name in sorted(auth.credentials):
-            digest.update(b"\0" + name.encode() + b"\0" + auth.credentials[name].reveal().encode())
-    return f"{route.name}:{digest.hexdigest()[:24]}"
+        preset = auth.preset or "custom"
+        credentials = [(name, auth.credentials[name].reveal()) for name in sorted(auth.credentials)]
+    # JSON keeps the parts apart: no credential value can pass for a separator.
+    return json.dumps([str(route.upstream), preset, credentials]).encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _slow_digest(material: bytes) -> str:
+    return hashlib.scrypt(material, salt=_NAME_CONTEXT, n=2**14, r=8, p=1, dklen=16).hex()
 
 
 class TokenStore(Protocol):
@@ -183,6 +237,7 @@ UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
 def read_grants(path: Path, cipher: Cipher) -> dict[str, Grant]:
     """The grants in a token file; {} when it does not exist. Raises one of `UNREADABLE`.
 
+    An entry with impossible values is left out (it reads as absent, and the next write drops it).
     Every token read is masked in logs while its Grant exists: another process may have
     obtained it.
     """
@@ -197,7 +252,19 @@ def read_grants(path: Path, cipher: Cipher) -> dict[str, Grant]:
     entries = document["tokens"]
     if not isinstance(entries, dict):
         raise TypeError("tokens")
-    return {str(key): grant_from_document(entry) for key, entry in entries.items()}
+    grants: dict[str, Grant] = {}
+    now = time.time()
+    for key, entry in entries.items():
+        try:
+            grants[str(key)] = grant_from_document(entry, now)
+        except BAD_GRANT as error:
+            log.warning(
+                "stored token has impossible values; ignoring it",
+                path=str(path),
+                key=str(key),
+                field=error.args[0] if error.args else type(error).__name__,
+            )
+    return grants
 
 
 def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> None:
@@ -229,21 +296,80 @@ def grant_to_document(grant: Grant) -> dict[str, object]:
     }
 
 
-def grant_from_document(entry: dict[str, object]) -> Grant:
+# What `grant_from_document` raises for an entry it refuses; the text names the field.
+BAD_GRANT = (KeyError, TypeError, ValueError)
+
+
+def grant_from_document(entry: object, now: float) -> Grant:
+    """The grant `grant_to_document` wrote; raises one of `BAD_GRANT` for anything else.
+
+    Times are checked against `now` (POSIX seconds): finite, and within ten years of it;
+    `obtained_at` no later than now, give or take another replica's clock.
+    """
+    if not isinstance(entry, dict):
+        raise TypeError("entry")
     values = entry["values"]
-    expires_at = entry["expires_at"]
-    obtained_at = entry["obtained_at"]
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
         raise TypeError("values")
-    if expires_at is not None and not isinstance(expires_at, int | float):
-        raise TypeError("expires_at")
-    if not isinstance(obtained_at, int | float):
-        raise TypeError("obtained_at")
-    return Grant(MappingProxyType(dict(values)), expires_at, float(obtained_at))
+    expires_at = entry["expires_at"]
+    if expires_at is not None:
+        expires_at = _stored_time(expires_at, "expires_at", now - TEN_YEARS, now + TEN_YEARS)
+    obtained_at = _stored_time(
+        entry["obtained_at"], "obtained_at", now - TEN_YEARS, now + CLOCK_SKEW
+    )
+    return Grant(MappingProxyType(dict(values)), expires_at, obtained_at)
+
+
+def _stored_time(value: object, field: str, earliest: float, latest: float) -> float:
+    # bool is an int to Python, but `true` is no time; NaN and Infinity fail `isfinite`.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(field)
+    if not (math.isfinite(value) and earliest <= value <= latest):
+        raise ValueError(field)
+    return float(value)
+
+
+def seal_grant(name: str, grant: Grant, cipher: Cipher) -> str:
+    """`grant` sealed with the name it is stored under and the format version.
+
+    A Redis writer without the key can still move a sealed value from one name to another (one
+    route's token to another route's upstream); the name inside then no longer matches, and
+    `open_grant` refuses it. The expiry is inside too: it cannot be extended from outside.
+    """
+    return seal({"v": GRANT_VERSION, "key": name, "grant": grant_to_document(grant)}, cipher)
+
+
+def open_grant(name: str, text: str, cipher: Cipher, now: float) -> Grant | None:
+    """The grant `seal_grant` sealed under `name`; None for anything else: another key, another
+    name, another version (an older proxy's entry: one login replaces it), impossible values."""
+    document = unseal(text, cipher)
+    if document is None or document.get("v") != GRANT_VERSION or document.get("key") != name:
+        return None
+    try:
+        return grant_from_document(document.get("grant"), now)
+    except BAD_GRANT:
+        return None
 
 
 def cipher_for(settings: TokenStoreSettings) -> Cipher:
     return NullCipher() if settings.key is None else TokenCipher.from_key(settings.key.reveal())
+
+
+def warn_if_shared_directory(directory: Path) -> None:
+    """Warn when others may write to the token file's directory: they could replace the file, or
+    put a symlink where a lock file will be created (file_shared refuses to follow one)."""
+    try:
+        mode = directory.stat().st_mode
+    except OSError:
+        return  # a missing or unreadable directory is reported where the store is used
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.warning(
+            "token store directory is writable by group or others; they can replace the tokens",
+            path=str(directory),
+            mode=f"{stat.S_IMODE(mode):04o}",
+        )
 
 
 def open_store(settings: TokenStoreSettings, tasks: Tasks | None = None) -> TokenStore:

@@ -71,6 +71,7 @@ _AIOHTTP_REASONS = {
     "ClientResponseError": InvalidAnswer.reason,
     "ClientPayloadError": BodyCutShort.reason,
     "InvalidURL": "the upstream URL is invalid",
+    "ForeignOriginRefused": "a request to another origin than the upstream's was refused",
 }
 
 

@@ -7,6 +7,11 @@ Each origin (with its TLS settings) gets two clients that share nothing but thei
 Routes that point at the same origin with the same TLS settings share both, so keep-alive
 connections are reused across them. Neither decompresses, keeps cookies, follows redirects or adds
 headers of its own: the proxy forwards what it was given.
+
+Every request of a session passes `OriginGuard`, which keeps the injected credentials on the origin
+they were configured for: a request for any other origin is refused before it is sent, and a
+redirected WebSocket handshake is handed back to the caller instead of followed (aiohttp's
+`ws_connect` has no `allow_redirects`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,18 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
+from aiohttp import (
+    ClientError,
+    ClientHandlerType,
+    ClientRequest,
+    ClientResponse,
+    ClientSession,
+    ClientTimeout,
+    DummyCookieJar,
+    TCPConnector,
+)
+from multidict import CIMultiDict
+from yarl import URL
 
 from authproxy.config import Route, TlsSettings
 from authproxy.upstream_client import OriginClient
@@ -30,6 +46,61 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 READ_BUFSIZE = 2**18
 
 SessionKey = tuple[str, bool, str | None]
+
+# The statuses aiohttp's redirect loop follows.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ForeignOriginRefused(ClientError):
+    """A session was asked to send to an origin other than its own; nothing was sent."""
+
+
+class UpgradeRedirected(Exception):
+    """The upstream answered a WebSocket handshake with a redirect: the client gets it as it is."""
+
+    def __init__(self, status: int, reason: str | None, headers: CIMultiDict[str]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+class OriginGuard:
+    """aiohttp client middleware: each hop of a session's requests stays on the session's origin.
+
+    A redirect elsewhere would carry the route's credentials (`X-API-TOKEN`, devise's
+    `access-token`, custom inject headers) to whoever the upstream names: aiohttp strips only
+    `Authorization` and cookies across origins. Logins pass `allow_redirects=False`; the handshake
+    cannot, so its redirect is raised as `UpgradeRedirected` before aiohttp's loop follows it, and
+    a request for a foreign origin (from any redirect, whatever passed it) is never sent.
+    """
+
+    __slots__ = ("_origin",)
+
+    def __init__(self, origin: URL) -> None:
+        self._origin = _origin_key(origin)
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        if _origin_key(request.url) != self._origin:
+            raise ForeignOriginRefused("the request's origin is not the upstream's")
+        response = await handler(request)
+        if response.status in REDIRECT_STATUSES and _is_upgrade(request):
+            redirected = UpgradeRedirected(
+                response.status, response.reason, CIMultiDict(response.headers)
+            )
+            response.close()  # the handshake's connection is of no further use
+            raise redirected
+        return response
+
+
+def _origin_key(url: URL) -> tuple[str, str, int | None]:
+    # Scheme and host are compared as yarl normalises them; `port` is the effective one, so
+    # `http://h` and `http://h:80` are one origin.
+    return (url.scheme, url.host or "", url.port)
+
+
+def _is_upgrade(request: ClientRequest) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def ssl_context_for(tls: TlsSettings) -> ssl.SSLContext | bool:
@@ -115,6 +186,7 @@ class UpstreamPool:
             )
             session = ClientSession(
                 connector=connector,
+                middlewares=(OriginGuard(route.upstream.origin()),),
                 auto_decompress=False,
                 cookie_jar=DummyCookieJar(),
                 skip_auto_headers=SKIP_AUTO_HEADERS,

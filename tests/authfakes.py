@@ -123,8 +123,16 @@ async def serve(app: web.Application, login_path: str) -> AsyncIterator[Emulator
 
 
 def settings_for(routes: Mapping[str, object], *, token_store: str = "memory") -> Settings:
-    """Settings through the real config loader: `routes` as a YAML document would give them."""
-    document = {"listen": "127.0.0.1:0", "token_store": token_store, "routes": dict(routes)}
+    """Settings through the real config loader: `routes` as a YAML document would give them.
+
+    Raw-socket tests name the proxy `proxy.test` in their Host header: it is an allowed name.
+    """
+    document = {
+        "listen": "127.0.0.1:0",
+        "token_store": token_store,
+        "allowed_hosts": ["proxy.test"],
+        "routes": dict(routes),
+    }
     return parse_settings(document, source="test", environ={})
 
 

@@ -30,6 +30,10 @@ TOKEN_NAME = f"authproxy:token:{KEY}"
 LOCK_NAME = f"authproxy:lock:{KEY}"
 SECRET_KEY = generate_key()
 ROOT = Path(__file__).resolve().parent.parent
+UNUSABLE = (
+    "stored token is not usable here (another key, another entry's value, an older format or "
+    "impossible values); ignoring it"
+)
 
 
 def grant(token: str, expires_in: float | None = 3600.0) -> Grant:
@@ -112,9 +116,7 @@ async def test_wrong_key_reads_as_absent_and_warns_once(
             assert not await other.delete(KEY, if_token="tok-wrong-key-5c2f")
     finally:
         await other.close()
-    assert [entry["event"] for entry in logs] == [
-        "stored token cannot be read with the configured key; ignoring it"
-    ]
+    assert [entry["event"] for entry in logs] == [UNUSABLE]
     assert logs[0]["log_level"] == "warning"
     assert "tok-wrong-key" not in repr(logs)
     assert await store.load(KEY) is not None  # the foreign reader deleted nothing

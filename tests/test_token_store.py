@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -79,21 +80,22 @@ async def test_corrupt_store_is_a_warning_and_a_fresh_start(tmp_path: Path, cont
     path.write_bytes(content)
     with capture_logs() as logs:
         store = FileStore(str(path))
-    assert [e["log_level"] for e in logs if e["event"].startswith("token store unreadable")] == [
-        "warning"
-    ]
+    # A bad entry is ignored alone; a file that is no token file at all, as a whole.
+    warned = ("token store unreadable", "stored token has impossible values")
+    assert [e["log_level"] for e in logs if e["event"].startswith(warned)] == ["warning"]
     clock = ManualClock()
     async with serve(cosmic.make_app(clock=clock.now), cosmic.LOGIN_PATH) as emu:
         settings = settings_for({"cosmic": route(emu.url, **COSMIC)})
         async with running_proxy(settings, clock, store) as proxy:
             assert (await proxy.get("/cosmic/x")).status == 200
     assert emu.state.logins == 1
-    assert list(json.loads(path.read_text())["tokens"]) == [store_key(settings.routes[0])]
+    assert list(json.loads(path.read_text())["tokens"]) == [store_key(settings.routes[0], None)]
 
 
-def test_store_key_follows_credentials_and_upstream() -> None:
+@pytest.mark.parametrize("name_key", [None, b"k" * 32], ids=["keyless", "keyed"])
+def test_store_key_follows_credentials_and_upstream(name_key: bytes | None) -> None:
     def key(upstream: str, **auth: object) -> str:
-        return store_key(settings_for({"cosmic": route(upstream, **auth)}).routes[0])
+        return store_key(settings_for({"cosmic": route(upstream, **auth)}).routes[0], name_key)
 
     base = key("http://127.0.0.1:1", **COSMIC)
     assert key("http://127.0.0.1:1", **COSMIC) == base
@@ -101,6 +103,24 @@ def test_store_key_follows_credentials_and_upstream() -> None:
     assert key("http://127.0.0.1:2", **COSMIC) != base
     assert base.startswith("cosmic:")
     assert PASSWORD not in base
+
+
+def test_store_names_are_no_plain_hash_of_the_credentials() -> None:
+    """The old names were sha256(upstream, preset, credentials): anyone reading the store could
+    test password guesses at hash speed. Keyed names differ per key; keyless ones are scrypt."""
+    upstream = "http://127.0.0.1:1"
+    settings = settings_for({"cosmic": route(upstream, **COSMIC)})
+    digest = hashlib.sha256(upstream.encode())
+    digest.update(b"cosmic")
+    for name in sorted(cosmic.DEMO_CREDENTIALS):
+        value = cosmic.DEMO_CREDENTIALS[name]
+        digest.update(b"\0" + name.encode() + b"\0" + value.encode())
+    unkeyed = digest.hexdigest()
+    names = {store_key(settings.routes[0], key) for key in (None, b"a" * 32, b"b" * 32)}
+    assert len(names) == 3
+    for name in names:
+        assert name.startswith("cosmic:")
+        assert name.removeprefix("cosmic:")[:24] not in unkeyed
 
 
 async def test_restarted_proxy_reuses_a_valid_stored_token(tmp_path: Path) -> None:
@@ -201,7 +221,7 @@ async def test_token_stored_by_an_older_flow_is_not_reused(tmp_path: Path) -> No
         new = custom({"Authorization": "Bearer {token}", "X-Note": "{note}"}, {"note": "message"})
         old_settings = settings_for({"c": {"upstream": emu.url, "auth": old}})
         new_settings = settings_for({"c": {"upstream": emu.url, "auth": new}})
-        assert store_key(old_settings.routes[0]) == store_key(new_settings.routes[0])
+        assert store_key(old_settings.routes[0], None) == store_key(new_settings.routes[0], None)
         async with running_proxy(old_settings, clock, FileStore(path)) as proxy:
             assert (await proxy.get("/c/x")).status == 200
         async with running_proxy(new_settings, clock, FileStore(path)) as proxy:
@@ -218,7 +238,7 @@ def test_file_store_with_a_key_keeps_tokens_encrypted_and_a_wrong_key_reads_as_e
 
     path = tmp_path / "tokens.json"
     key = TokenCipher.from_key(generate_key())
-    grant = Grant(MappingProxyType({"token": "tok-secret-value-123"}), 2e9, 1e9)
+    grant = Grant(MappingProxyType({"token": "tok-secret-value-123"}), 2e9, 1.7e9)
     FileStore(str(path), key).save("route:abc", grant)
     raw = path.read_bytes()
     assert b"tok-secret-value-123" not in raw
