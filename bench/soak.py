@@ -369,7 +369,9 @@ async def soak(run: Run, report: list[str]) -> bool:
     async with contextlib.AsyncExitStack() as stack:
         urls = await serve_emulators(run, stack)
         await start_proxy(run, write_config(run, urls), stack)
-        connector = aiohttp.TCPConnector(limit=64)
+        # A few client connections, kept: each one the client opens is a descriptor in the proxy,
+        # and an unbounded pool would make the proxy's descriptors follow the client's bursts.
+        connector = aiohttp.TCPConnector(limit=8)
         timeout = aiohttp.ClientTimeout(total=60)
         http = await stack.enter_async_context(
             aiohttp.ClientSession(connector=connector, timeout=timeout)
