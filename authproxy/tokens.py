@@ -56,6 +56,7 @@ CLOCK_SKEW = 300.0
 # Names of tokens that never leave this process (the memory store): any key will do.
 EPHEMERAL_NAME_KEY = secrets.token_bytes(32)
 _NAME_CONTEXT = b"authproxy token store names v2"
+NAME_ROUNDS = 100_000  # PBKDF2 rounds for names without a key: about 50 ms on a laptop core
 
 
 def name_key_for(settings: TokenStoreSettings) -> bytes | None:
@@ -75,8 +76,10 @@ def store_key(route: Route, name_key: bytes | None) -> str:
     The digest covers the credentials, and names are readable by whoever reads the store, so it
     must not be a fast unkeyed hash: that lets anyone who can list Redis keys test password guesses
     offline. With a key (`name_key_for`) it is HMAC-SHA256; a guess then needs the key. Without
-    one it is scrypt: a salt kept beside the names would be read along with them, so what prices
-    each guess is the work (~50 ms and 16 MiB), paid here once per route and process (cached).
+    one it is PBKDF2-HMAC-SHA256: a salt kept beside the names would be read along with them, so
+    what prices each guess is the work (~50 ms), paid here once per route and process (cached).
+    Not scrypt: its 16 MiB of working memory stay in the process for good (OpenSSL's allocator
+    keeps them), a sixth of a sidecar's footprint for a name.
     A key rotation can try the names of several keys: this is a function of (route, key).
     """
     material = _name_material(route)
@@ -100,7 +103,7 @@ def _name_material(route: Route) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _slow_digest(material: bytes) -> str:
-    return hashlib.scrypt(material, salt=_NAME_CONTEXT, n=2**14, r=8, p=1, dklen=16).hex()
+    return hashlib.pbkdf2_hmac("sha256", material, _NAME_CONTEXT, NAME_ROUNDS, dklen=16).hex()
 
 
 class TokenStore(Protocol):

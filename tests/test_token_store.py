@@ -107,7 +107,7 @@ def test_store_key_follows_credentials_and_upstream(name_key: bytes | None) -> N
 
 def test_store_names_are_no_plain_hash_of_the_credentials() -> None:
     """The old names were sha256(upstream, preset, credentials): anyone reading the store could
-    test password guesses at hash speed. Keyed names differ per key; keyless ones are scrypt."""
+    test password guesses at hash speed. Keyed names differ per key; keyless ones are PBKDF2."""
     upstream = "http://127.0.0.1:1"
     settings = settings_for({"cosmic": route(upstream, **COSMIC)})
     digest = hashlib.sha256(upstream.encode())
