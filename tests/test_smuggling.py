@@ -15,7 +15,7 @@ from fakes import BOUND, auth_route, raw_connection, read_response, route, runni
 from yarl import URL
 
 from tools.recording_upstream import RecordingUpstream
-from tools.smuggle_audit import run_probe
+from tools.smuggle_audit import audit, run_probe
 from tools.smuggling_probes import DEFLATE_BODY, FAST, GZIP_BODY, by_name
 
 # Compressed bodies whose inflated form is a filler the size of the body, then a request.
@@ -77,3 +77,10 @@ async def test_smuggling_probe(name: str) -> None:
         outcome = await run_probe(proxy, upstream, probe, 0)
     assert outcome.problems == ()
     assert probe.accepts(outcome.seen), outcome.seen
+
+
+async def test_make_audit_runs_its_probes_through_a_real_serve_process() -> None:
+    """`make audit` is not part of `make test`; its own set-up (a config of its own, a real
+    `authproxy serve` subprocess) must keep working as the proxy's rules change."""
+    names = ["get", "pipelined", "auth:gzip-inflates-to-a-request", "cl-te", "te:xchunked"]
+    assert await audit(names) == 0

@@ -92,6 +92,8 @@ def config_for(upstream: URL) -> dict[str, object]:
         "token_store": "memory",
         # Stalled probes are cut off quickly; these are the timeouts that do it.
         "limits": {"header_timeout": 1.0, "body_timeout": 1.0},
+        # The probes name the proxy `proxy.test` (without clients, other names are refused).
+        "allowed_hosts": ["proxy.test"],
         "routes": {
             "plain": {"upstream": str(upstream)},
             "auth": {"upstream": str(upstream), "auth": auth},
