@@ -1,5 +1,5 @@
 """`python -m authproxy` is the same as the `authproxy` command."""
 
-from authproxy.cli import entry
+from authproxy.cli.main import entry
 
 entry()

@@ -13,8 +13,8 @@
             └── LoginUnavailable   transient: connection error, 5xx, unusable answer
                 └── LoginTimeout   the login did not finish within `auth.timeout` (504)
 
-`server.py` maps `UpstreamError` to `application/problem+json`; `cli.py` maps the rest to exit
-codes.
+`server/app.py` maps `UpstreamError` to `application/problem+json`; `cli/main.py` maps the rest
+to exit codes.
 Fields are typed and secret-free by construction: they hold route names, statuses and key paths.
 """
 

@@ -1,8 +1,8 @@
 """Secret values: a masked type, and the registry the log redaction reads.
 
-Every credential read from the config and every token the engine holds is registered here, so the
-one redaction processor in `logging.py` can mask it wherever it turns up, including inside strings
-nobody expected to carry it (an upstream error message, an exception text).
+Every credential read from the config and every token the engine holds is registered here, so
+the one redaction processor in `logs/setup.py` can mask it wherever it turns up, including inside
+strings nobody expected to carry it (an upstream error message, an exception text).
 """
 
 from __future__ import annotations

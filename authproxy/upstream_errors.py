@@ -1,7 +1,7 @@
 """What can go wrong talking to an upstream, as types with fixed, secret-free messages.
 
-`reason` is what a client may be told (`forward.py` puts it in the 502/504 problem): it names the
-kind of failure only, never the upstream's bytes, addresses or URLs, which can carry anything.
+`reason` is what a client may be told (`proxy/forward.py` puts it in the 502/504 problem): it names
+the kind of failure only, never the upstream's bytes, addresses or URLs, which can carry anything.
 `describe_client_error` says the same of aiohttp's client errors (logins still use aiohttp).
 """
 

@@ -18,9 +18,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from authproxy.config import ListenAddress, Route, Settings, Timeouts
-from authproxy.config_load import parse_settings
-from authproxy.server import Proxy
+from authproxy.config.load import parse_settings
+from authproxy.server.app import Proxy
+from authproxy.settings import ListenAddress, Route, Settings, Timeouts
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 

@@ -17,8 +17,8 @@ from fakes import FakeUpstream
 from test_status_page import run_chromium
 from yarl import URL
 
-from authproxy.config_load import parse_settings
-from authproxy.server import Proxy
+from authproxy.config.load import parse_settings
+from authproxy.server.app import Proxy
 
 ANSWER = {"items": [1, 2, 3]}
 

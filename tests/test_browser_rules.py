@@ -19,10 +19,10 @@ from authfakes import Emulator, serve
 from fakes import FakeUpstream, RawResponse, raw_request
 from yarl import URL
 
-from authproxy.browser import HostNames
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.emulators import cosmic
-from authproxy.server import Proxy
+from authproxy.gateway.browser import HostNames
+from authproxy.server.app import Proxy
 
 APP = "http://127.0.0.1:3000"
 ALICE = "alice-key-00112233445566778899"

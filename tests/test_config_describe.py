@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from authproxy.config_describe import describe_settings
-from authproxy.config_load import load_settings, parse_settings
+from authproxy.config.describe import describe_settings
+from authproxy.config.load import load_settings, parse_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.errors import ConfigError
 
 ROUTES: dict[str, Any] = {

@@ -13,8 +13,7 @@ import pytest
 import yaml
 from yarl import URL
 
-from authproxy.config import Capture, ExpirySpec, ListenAddress, RefreshSpec, Settings
-from authproxy.config_load import (
+from authproxy.config.load import (
     default_token_store_path,
     load_settings,
     parse_listen,
@@ -22,6 +21,7 @@ from authproxy.config_load import (
 )
 from authproxy.errors import ConfigError
 from authproxy.secrets import Secret
+from authproxy.settings import Capture, ExpirySpec, ListenAddress, RefreshSpec, Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 COSMIC = {"preset": "cosmic", "email": "${COSMIC_EMAIL}", "password": "${COSMIC_PASSWORD}"}

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from authproxy.cli import build_parser
-from authproxy.config_load import load_settings
+from authproxy.cli.main import build_parser
+from authproxy.config.load import load_settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {

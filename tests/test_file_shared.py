@@ -24,14 +24,14 @@ from structlog.testing import capture_logs
 
 from authproxy.auth.flow import Grant
 from authproxy.auth.shared import SharedTokens
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.crypto import NullCipher, TokenCipher, generate_key
 from authproxy.emulators import cosmic
 from authproxy.emulators.common import EmulatorState
 from authproxy.errors import StoreUnavailable
-from authproxy.file_shared import FileTokenStore
-from authproxy.server import Proxy
-from authproxy.tokens import FileStore
+from authproxy.server.app import Proxy
+from authproxy.stores.file import FileStore
+from authproxy.stores.flock import FileTokenStore
 
 KEY = "cosmic:0123456789abcdef01234567"
 BOUND = 20.0
@@ -93,7 +93,7 @@ WRITER = textwrap.dedent(
     from types import MappingProxyType
     from authproxy.auth.flow import Grant
     from authproxy.crypto import NullCipher
-    from authproxy.file_shared import FileTokenStore
+    from authproxy.stores.flock import FileTokenStore
 
     async def main() -> None:
         store = FileTokenStore(sys.argv[1], NullCipher())
@@ -189,7 +189,7 @@ HOLDER = textwrap.dedent(
     from types import MappingProxyType
     from authproxy.auth.flow import Grant
     from authproxy.crypto import NullCipher
-    from authproxy.file_shared import FileTokenStore
+    from authproxy.stores.flock import FileTokenStore
 
     async def main() -> None:
         store = FileTokenStore(sys.argv[1], NullCipher())

@@ -31,7 +31,7 @@ from fakes import (
 )
 from yarl import URL
 
-from authproxy.config import Route
+from authproxy.settings import Route
 
 MiB = 1024 * 1024
 LARGE_CHUNKS = 64  # of 1 MiB each

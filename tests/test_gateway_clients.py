@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestServer
 from fakes import FakeUpstream, Seen, raw_request
 from yarl import URL
 
-from authproxy.config import ListenAddress
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.emulators import cosmic
 from authproxy.errors import StartupError
-from authproxy.logging import configure_logging
-from authproxy.server import Proxy
+from authproxy.logs.setup import configure_logging
+from authproxy.server.app import Proxy
+from authproxy.settings import ListenAddress
 
 ALICE = "alice-key-00112233445566778899"
 BOB = "bob-key-aabbccddeeff00112233"

@@ -13,7 +13,7 @@ from aiohttp import web
 from fakes import BOUND, FakeUpstream, RawUpstream, get, raw_request, route, running_proxy
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.headers import LocationRewriter, downstream_response_headers
+from authproxy.proxy.headers import LocationRewriter, downstream_response_headers
 
 REQUEST_HOPS = (
     "Connection: close, X-Foo, x-bar",

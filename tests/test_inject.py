@@ -10,8 +10,8 @@ from multidict import CIMultiDict
 from authproxy.auth.flow import Grant, static_grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS
-from authproxy.config import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 from authproxy.secrets import Secret
+from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 
 PASSWORD = "pw-inject-Secret-9"
 

@@ -18,7 +18,7 @@ import structlog
 from aiohttp import ClientSession, web
 from fakes import FakeUpstream, RawUpstream, get, raw_request, route, running_proxy
 
-from authproxy.logging import configure_logging
+from authproxy.logs.setup import configure_logging
 from authproxy.secrets import Secret
 
 SECRET = "sup3r-s3cret-value"
@@ -169,7 +169,7 @@ def test_configuring_again_takes_effect(log_stream: io.StringIO) -> None:
 
 
 def test_log_writes_stay_within_one_atomic_pipe_write_and_split_at_line_ends() -> None:
-    from authproxy.log_output import PIPE_BUF, _pipe_sized
+    from authproxy.logs.writer import PIPE_BUF, _pipe_sized
 
     lines = [f'{{"n": {i}, "pad": "{"x" * 300}"}}' for i in range(40)]
     chunks = _pipe_sized(lines)

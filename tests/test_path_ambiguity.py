@@ -15,9 +15,9 @@ import pytest
 from fakes import FakeUpstream, get, raw_request, route
 from yarl import URL
 
-from authproxy.config_load import parse_settings
-from authproxy.routes import AmbiguousPath, RouteTable
-from authproxy.server import Proxy
+from authproxy.config.load import parse_settings
+from authproxy.proxy.routes import AmbiguousPath, RouteTable
+from authproxy.server.app import Proxy
 
 ALICE = "alice-key-00112233445566778899"
 KEY = f"X-Authproxy-Key: {ALICE}"

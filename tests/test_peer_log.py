@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from authproxy.peer_log import PeerLog
+from authproxy.logs.peer_log import PeerLog
 
 
 class Lines:

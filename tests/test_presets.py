@@ -12,8 +12,8 @@ import pytest
 from authproxy.auth.flow import Grant, HttpCall, HttpReply, login_flow, static_grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, PresetProblem
-from authproxy.config import AuthSpec
 from authproxy.secrets import Secret
+from authproxy.settings import AuthSpec
 
 NOW = 1_700_000_000.0
 PASSWORD = "pw-preset-S3cret"

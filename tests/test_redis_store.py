@@ -22,8 +22,8 @@ from structlog.testing import capture_logs
 from authproxy.auth.flow import Grant
 from authproxy.crypto import NullCipher, TokenCipher, generate_key
 from authproxy.errors import AuthproxyError, StoreUnavailable
-from authproxy.redis_store import RedisTokenStore
 from authproxy.secrets import REGISTRY
+from authproxy.stores.redis import RedisTokenStore
 
 KEY = "cosmic:0123456789abcdef01234567"
 TOKEN_NAME = f"authproxy:token:{KEY}"
@@ -272,7 +272,7 @@ async def test_a_lock_taken_over_is_neither_extended_nor_released(
 HOLDER = """
 import asyncio, sys
 from authproxy.crypto import NullCipher
-from authproxy.redis_store import RedisTokenStore
+from authproxy.stores.redis import RedisTokenStore
 
 async def main() -> None:
     store = RedisTokenStore(sys.argv[1], NullCipher())

@@ -18,7 +18,7 @@ from authfakes import Emulator, RunningProxy, route, running_proxy, serve, setti
 from authproxy.auth.clock import ManualClock
 from authproxy.auth.lifetimes import LifetimeLearner
 from authproxy.emulators import cosmic, crux, cucumberstudio
-from authproxy.server import Proxy
+from authproxy.server.app import Proxy
 
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
 CRUX = {"preset": "crux", **crux.DEMO_CREDENTIALS}

@@ -17,11 +17,11 @@ from aiohttp import web
 from proc import ProxyProcess, start_proxy
 from redis_server import running_redis
 
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.emulators import cosmic
 from authproxy.emulators.common import EmulatorState
 from authproxy.errors import ConfigError
-from authproxy.server import Proxy
+from authproxy.server.app import Proxy
 
 ALICE = "alice-key-0000000000000001"
 BOB = "bob-key-00000000000000000002"

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakeUpstream, get, raw_request, route, running_proxy
 from yarl import URL
 
-from authproxy.routes import RouteTable, UnsafePath
+from authproxy.proxy.routes import RouteTable, UnsafePath
 
 UPSTREAM = URL("http://upstream.test")
 

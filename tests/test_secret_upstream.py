@@ -16,7 +16,7 @@ import aiohttp
 from fakes import FakeUpstream
 from proc import run_cli, start_proxy
 
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.secrets import MASK, REGISTRY
 
 BOT_TOKEN = "123456789:AAH-bot-token-6c1f0e9d"

@@ -23,7 +23,7 @@ from authproxy.emulators import coco, cosmic, crux, cucumberstudio, emnify
 from authproxy.emulators.crux import CruxState
 from authproxy.emulators.cucumberstudio import CucumberStudioState
 from authproxy.emulators.emnify import EmnifyState
-from authproxy.logging import configure_logging
+from authproxy.logs.setup import configure_logging
 
 COSMIC_EMAIL, COSMIC_PASSWORD = "leak-cosmic@example.test", "cosmic-pass-5b2e91d0"
 EMNIFY_USER, EMNIFY_PASSWORD = "leak-emnify-user", "emnify-pass-c4d8a07e"

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.emulators import cosmic, emnify
-from authproxy.server import Proxy
+from authproxy.server.app import Proxy
 
 WIDTH, HEIGHT = 1300, 500
 # The page's row separator colour (#d0d7de): one full-width line of it under each table row.

@@ -26,13 +26,13 @@ from structlog.testing import capture_logs
 
 from authproxy.auth.clock import ManualClock, SystemClock
 from authproxy.auth.flow import Grant
-from authproxy.config import Settings
-from authproxy.config_load import parse_settings
+from authproxy.config.load import parse_settings
 from authproxy.crypto import NullCipher, generate_key
 from authproxy.emulators import cosmic
 from authproxy.errors import StoreUnavailable
-from authproxy.file_shared import FileTokenStore
-from authproxy.tokens import FileStore, name_key_for, store_key
+from authproxy.settings import Settings
+from authproxy.stores.file import FileStore, name_key_for, store_key
+from authproxy.stores.flock import FileTokenStore
 
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
 UNUSABLE = (

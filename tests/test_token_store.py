@@ -21,12 +21,12 @@ from aiohttp import ClientSession
 from authfakes import bearer, route, running_proxy, serve, settings_for
 from structlog.testing import capture_logs
 
-from authproxy import tokens
 from authproxy.auth.clock import ManualClock
 from authproxy.auth.flow import Grant
 from authproxy.crypto import NullCipher
 from authproxy.emulators import cosmic, cucumberstudio, emnify
-from authproxy.tokens import FileStore, store_key
+from authproxy.stores import file as tokens
+from authproxy.stores.file import FileStore, store_key
 
 PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
@@ -166,7 +166,7 @@ async def test_changed_password_does_not_reuse_the_stored_token(tmp_path: Path) 
 
 
 async def test_real_restart_with_sigterm_logs_in_once(tmp_path: Path) -> None:
-    pytest.importorskip("authproxy.config_load")
+    pytest.importorskip("authproxy.config.load")
     from proc import start_proxy
 
     store = tmp_path / "state" / "tokens.json"

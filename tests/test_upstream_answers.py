@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from fakes import RawUpstream, get, raw_request, route, running_proxy
 
-from authproxy.http1 import MAX_HEAD, MAX_INTERIM, parse_head
+from authproxy.upstream.http1 import MAX_HEAD, MAX_INTERIM, parse_head
 
 
 def answering(answers: dict[str, bytes]) -> RawUpstream:

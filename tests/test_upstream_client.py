@@ -29,11 +29,11 @@ from fakes import BOUND, FakeUpstream, RawUpstream
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.busy_poll import BusyPoll
-from authproxy.config import Timeouts
-from authproxy.http1 import ChunkedDecoder, InvalidResponse, parse_head
-from authproxy.upstream_client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
-from authproxy.upstream_conn import HIGH_WATER
+from authproxy.settings import Timeouts
+from authproxy.upstream.busy_poll import BusyPoll
+from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
+from authproxy.upstream.connection import HIGH_WATER
+from authproxy.upstream.http1 import ChunkedDecoder, InvalidResponse, parse_head
 from authproxy.upstream_errors import (
     BodyCutShort,
     CertificateRejected,

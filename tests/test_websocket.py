@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from proc import start_proxy
 from yarl import URL
 
-from authproxy.upstreams import ForeignOriginRefused, UpstreamPool
+from authproxy.upstream.pool import ForeignOriginRefused, UpstreamPool
 
 
 class WsUpstream:

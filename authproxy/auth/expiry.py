@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import jwt
 
-from authproxy.config import ExpirySpec
+from authproxy.settings import ExpirySpec
 
 # Renewal is spread over up to this share of the lifetime, so a fleet of proxies (or routes) that
 # logged in together does not renew together.

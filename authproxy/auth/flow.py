@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 
 from authproxy.auth import expiry
 from authproxy.auth.templates import compile_template
-from authproxy.config import AuthSpec, Capture, RequestSpec
 from authproxy.errors import LoginRejected, LoginUnavailable
 from authproxy.secrets import REGISTRY
+from authproxy.settings import AuthSpec, Capture, RequestSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, MutableMapping
 
 from authproxy.auth.flow import Grant
 from authproxy.auth.templates import Template, compile_template
-from authproxy.config import AuthSpec
+from authproxy.settings import AuthSpec
 
 # RFC 9110 section 5.6.2: a field name is a token.
 _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

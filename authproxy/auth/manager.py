@@ -38,7 +38,6 @@ from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.lifetimes import LifetimeLearner
 from authproxy.auth.shared import SharedTokens
-from authproxy.config import AuthSpec
 from authproxy.errors import (
     LoginFailed,
     LoginRejected,
@@ -46,8 +45,9 @@ from authproxy.errors import (
     LoginUnavailable,
     StoreUnavailable,
 )
+from authproxy.settings import AuthSpec
+from authproxy.stores.file import TokenStore
 from authproxy.tasks import Tasks
-from authproxy.tokens import TokenStore
 
 log = structlog.get_logger("authproxy.auth")
 

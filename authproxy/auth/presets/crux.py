@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from authproxy.auth.presets.base import Preset, PresetProblem
-from authproxy.config import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 from authproxy.secrets import Secret
+from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 
 NAME = "crux"
 DEFAULT_LOGIN_PATH = "/timp/organizations/user-login/"

@@ -1,0 +1,86 @@
+"""`authproxy status`: each route's token state, from the running proxy or else from the store.
+
+A running proxy knows the most (last login outcome, counters), so it is asked first at the
+config's listen address. When none answers, the token store file still tells which tokens a
+restart would reuse, and until when.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from authproxy.gateway.status import iso
+from authproxy.secrets import masked
+from authproxy.settings import Settings
+from authproxy.stores.file import FileStore, name_key_for, open_store, store_key
+
+
+def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
+    listen = settings.listen
+    if listen.port == 0:
+        return None
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else listen.host  # noqa: S104
+    host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+    request = urllib.request.Request(
+        f"http://{host}:{listen.port}/-/status", headers={"Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            document: dict[str, Any] = json.load(answer)
+            return masked(document)  # an older proxy may not mask what this config marks secret
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def stored_status(settings: Settings, now: float) -> dict[str, Any]:
+    store = open_store(settings.token_store)
+    name_key = name_key_for(settings.token_store)  # as the proxy names them in a file
+    routes: dict[str, Any] = {}
+    for route in settings.routes:
+        if route.auth is None:
+            routes[route.name] = {"upstream": str(route.upstream), "token": None}
+            continue
+        grant = store.load(store_key(route, name_key))
+        if grant is None:
+            state = "static" if route.auth.is_static else "none"
+        elif grant.expires_at is not None and now >= grant.expires_at:
+            state = "expired"
+        else:
+            state = "valid"
+        routes[route.name] = {
+            "upstream": str(route.upstream),
+            "token": {
+                "state": state,
+                "expires_at": iso(grant.expires_at) if grant else None,
+                "obtained_at": iso(grant.obtained_at) if grant else None,
+            },
+        }
+    source = store.path if isinstance(store, FileStore) else "memory"
+    return masked({"source": f"token store ({source})", "now": iso(now), "routes": routes})
+
+
+def format_table(document: dict[str, Any]) -> str:
+    header = ("ROUTE", "STATE", "EXPIRES AT", "LAST LOGIN", "LOGINS", "REFRESHES")
+    rows = [header]
+    for name, info in document.get("routes", {}).items():
+        token = info.get("token") or {}
+        last = token.get("last_login") or {}
+        rows.append(
+            (
+                name,
+                str(token.get("state", "no auth")),
+                str(token.get("expires_at") or "-"),
+                f"{last.get('outcome') or '-'} {last.get('at') or ''}".strip(),
+                str(token.get("logins", "-")),
+                str(token.get("refreshes", "-")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join([f"source: {document.get('source', 'running proxy')}", *lines])

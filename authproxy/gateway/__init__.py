@@ -1,0 +1,1 @@
+"""The front door: who may call (client keys, browsers), what is counted, what is shown."""

@@ -1,0 +1,1 @@
+"""structlog set-up, the one redaction processor, batched line output."""

@@ -1,0 +1,254 @@
+"""structlog set-up and the one redaction processor every event passes through.
+
+Redacting at call sites fails at the next new log line, so it happens here, once: values under
+secret-shaped keys are masked, query-string values are masked, and every registered secret value
+(credentials from the config, tokens the engine obtained) is masked wherever it appears in a
+string. Standard-library records (aiohttp's own) are rendered by the same chain.
+
+One access line is written per request, so the chain is kept cheap: numbers skip redaction, all
+strings of an event are checked for secrets in one pass, JSON is rendered by one reused encoder,
+and lines are written by `LineWriter` in batches (one write per event-loop iteration).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor
+
+from authproxy.logs.writer import LineWriter, WriterHandler
+from authproxy.secrets import MASK, REGISTRY, SecretRegistry
+
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "access_token",
+        "access-token",
+        "refresh_token",
+        "auth_token",
+        "api_key",
+        "api_token",
+        "application_token",
+        "x-api-token",
+        "x-authproxy-key",
+        "client_secret",
+    }
+)
+# Fields that carry a request target: their query values are masked (tokens travel in queries).
+TARGET_KEYS = frozenset({"path", "url", "target", "location"})
+# Values of these types cannot carry a secret: they pass without a look.
+_PLAIN = frozenset({int, float, bool, type(None)})
+# Joins an event's strings for one secret search; a secret spanning two fields only makes the
+# search hit, and the per-field scrub that follows is exact.
+_SEPARATOR = "\x00"
+
+
+def mask_query(target: str) -> str:
+    """`/x?a=1&b=2` → `/x?a=<redacted>&b=<redacted>`; keys stay, so the log stays useful."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    parts = []
+    for pair in query.split("&"):
+        name, eq, _value = pair.partition("=")
+        parts.append(f"{name}={MASK}" if eq else name)
+    return f"{path}?{'&'.join(parts)}"
+
+
+class Redact:
+    """Mask secret-shaped keys, query values, and every live secret value in strings.
+
+    Nothing derived from the registry is cached here: a token registered a moment ago is
+    masked in the very next event.
+    """
+
+    def __init__(self, secrets: SecretRegistry) -> None:
+        self._secrets = secrets
+        # Event keys are names in code, so few: whether each is secret-shaped, decided once.
+        self._secret_key: dict[str, bool] = {}
+
+    def _is_secret_key(self, key: str) -> bool:
+        secret = key.lower() in SECRET_KEYS
+        if len(self._secret_key) < 4096:
+            self._secret_key[key] = secret
+        return secret
+
+    def __call__(self, _logger: object, _method: str, event: EventDict) -> EventDict:
+        strings: list[str] = []
+        known = self._secret_key
+        for key, value in event.items():
+            if value is None:
+                continue
+            kind = type(value)
+            secret = known.get(key)
+            if secret is None:
+                secret = self._is_secret_key(key)
+            if secret:
+                event[key] = MASK
+            elif kind is str:
+                if key in TARGET_KEYS and "?" in value:
+                    value = event[key] = mask_query(value)
+                strings.append(value)
+            elif kind not in _PLAIN:
+                event[key] = self._clean(key, value)
+        if strings:
+            # One search over all strings; only an event that holds a secret is scrubbed per field.
+            joined = _SEPARATOR.join(strings)
+            scrub = self._secrets.scrub
+            if scrub(joined) != joined:
+                for key, value in event.items():
+                    if type(value) is str:
+                        event[key] = scrub(value)
+        return event
+
+    def _clean(self, key: str, value: Any) -> Any:
+        if key.lower() in SECRET_KEYS and value is not None:
+            return MASK
+        if isinstance(value, str):
+            if key in TARGET_KEYS:
+                value = mask_query(value)
+            return self._secrets.scrub(value)
+        if isinstance(value, dict):
+            return {k: self._clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(key, item) for item in value]
+        if isinstance(value, BaseException):
+            return self._secrets.scrub(repr(value))
+        if type(value) in _PLAIN:
+            return value
+        # Anything else is rendered by its repr: scrub that text rather than trust it.
+        return self._secrets.scrub(repr(value))
+
+
+class IsoTimestamp:
+    """`timestamp`: ISO 8601 UTC with microseconds; the seconds part is formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _logger: object, _method: str, event: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event
+
+
+def _json_fallback(value: object) -> object:
+    # structlog's own rule: an object may say how it wants to be logged, else its repr.
+    as_log = getattr(value, "__structlog__", None)
+    return as_log() if callable(as_log) else repr(value)
+
+
+class JsonLine:
+    """The event as one JSON object, by an encoder built once (json.dumps builds one per call)."""
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(default=_json_fallback).encode
+
+    def __call__(self, _logger: object, _method: str, event: EventDict) -> str:
+        return self._encode(event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Direct:
+    """The chain `configure_logging` installed, split where `info_fast` defers the rest."""
+
+    processors: list[Processor]  # the whole chain, as structlog holds it
+    now: tuple[Processor, ...]  # what reads the moment of the call: context, level, time
+    later: tuple[Processor, ...]  # redaction and rendering, run at the writer's flush
+    writer: LineWriter
+    info_enabled: bool
+
+
+_DIRECT: _Direct | None = None
+
+
+def info_fast(logger: Any, event: str, **fields: Any) -> None:
+    """`logger.info(event, **fields)` for the one event logged per request.
+
+    structlog assembles a bound logger on every call through a lazy proxy (the price of loggers
+    that follow reconfiguration), and that machinery cost more than the processors themselves.
+    While the chain `configure_logging` installed is still structlog's, the event runs through
+    exactly those processors (Redact included) into the same writer, the last ones batched at
+    the writer's flush; after any other configuration (`capture_logs`, `reset_defaults`) it goes
+    through `logger` as usual.
+    """
+    direct = _DIRECT
+    if direct is None or structlog.get_config()["processors"] is not direct.processors:
+        logger.info(event, **fields)
+        return
+    if not direct.info_enabled:
+        return
+    fields["event"] = event
+    processed: Any = fields
+    try:
+        for processor in direct.now:
+            processed = processor(direct.writer, "info", processed)
+    except structlog.DropEvent:
+        return
+    direct.writer.defer(direct.later, processed)
+
+
+def configure_logging(
+    *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """JSON lines when the stream is not a terminal (or `json=True`), console output otherwise."""
+    out = stream if stream is not None else sys.stdout
+    as_json = json if json is not None else not out.isatty()
+    renderer: Processor = (
+        JsonLine() if as_json else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        IsoTimestamp(),
+    ]
+    tail: list[Processor] = [
+        structlog.processors.format_exc_info,
+        Redact(REGISTRY),
+        renderer,
+    ]
+    writer = LineWriter(out)
+    processors = [*shared, *tail]
+    threshold = logging.getLevelName(level.upper())
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        # One writer per configuration, handed out as is: a factory call per event is cheap, and
+        # a logger used before `configure` runs again still follows the new configuration,
+        # which caching loggers on first use would break (tests and the CLI reconfigure).
+        logger_factory=writer.factory,
+        cache_logger_on_first_use=False,
+    )
+    handler = WriterHandler(writer)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+            # merge_contextvars included: aiohttp's own lines carry worker=<n> too.
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    global _DIRECT
+    _DIRECT = _Direct(
+        processors, tuple(shared), tuple(tail), writer, info_enabled=threshold <= logging.INFO
+    )

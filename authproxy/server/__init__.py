@@ -1,0 +1,1 @@
+"""One process and its workers: the composition root, dispatch, lifecycle."""

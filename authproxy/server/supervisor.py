@@ -1,0 +1,397 @@
+"""`authproxy serve --workers N`: one supervisor process and N worker processes on one port.
+
+* Workers are fresh interpreters (`python -m authproxy serve ... --worker-index n`), not forks. A
+  fork of a process that runs an event loop inherits its selector, its signal wake-up fd and its
+  threads, and every fork would share the random request-id prefix (server/app.py). A fresh worker
+  reads the config itself, so its secrets are registered for redaction in its own process.
+* The port. Each worker binds its own listening socket with SO_REUSEPORT, and the kernel spreads
+  connections evenly over them. One socket bound by the supervisor and shared by all workers
+  needs no SO_REUSEPORT, but asyncio accepts up to 100 connections per wake-up, so whichever
+  worker wakes first takes a whole burst while the others idle. The supervisor picks the port once
+  (for port 0) and keeps it bound with SO_REUSEPORT but never listening: such a socket receives
+  no connections, yet holds the port across worker restarts, and Linux lets only sockets of the
+  same user join the group. It first binds without SO_REUSEPORT, which fails if anything holds
+  the port, another `--workers` supervisor included, so two proxies never silently share a port.
+* A socketpair per worker. The worker writes one byte once it listens, and the supervisor logs
+  "authproxy listening" once, when all of them do. The supervisor never writes, so a worker that
+  reads end-of-file knows the supervisor died, and stops instead of serving on as an orphan.
+* Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
+  `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
+  A worker still starting gets it once it listens, because until then SIGHUP would kill it.
+* A worker that exits on its own is logged and started again. A worker that dies more than
+  RESTART_LIMIT times in RESTART_WINDOW has a problem restarts will not fix: all stop, exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from authproxy.config.gateway_block import refuse_unsafe_start
+from authproxy.errors import StartupError
+from authproxy.server.app import Proxy
+from authproxy.server.lifecycle import log_listening, serve_until_signalled
+from authproxy.settings import Settings
+
+log = structlog.get_logger("authproxy.server.supervisor")
+
+MAX_WORKERS = 64
+RESTART_LIMIT, RESTART_WINDOW = 3, 60.0  # restarts of one worker allowed per window (seconds)
+READY_TIMEOUT = 60.0  # seconds a worker may take to start listening
+STOP_MARGIN = 10.0  # seconds past shutdown_grace before stopping workers are killed
+READY = b"R"
+
+
+class WorkersFailed(StartupError):
+    """Workers could not start, kept dying, or did not stop; the CLI exits 1."""
+
+
+@dataclass(eq=False)
+class Worker:
+    index: int
+    process: asyncio.subprocess.Process
+    channel: socket.socket
+    ready: asyncio.Future[bool]  # True once it listens; False if it went away first
+    reload_pending: bool = False
+
+
+async def supervise(settings: Settings, count: int, command: Sequence[str]) -> None:
+    """Run `count` workers, started as `command` plus worker options, until SIGTERM/SIGINT."""
+    if settings.token_store.kind == "memory":
+        log.warning(
+            "token_store: memory with --workers > 1 means one login per worker", workers=count
+        )
+    await Supervisor(settings, count, command).run()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, count: int, command: Sequence[str]) -> None:
+        self._settings = settings
+        self._count = count
+        self._command = tuple(command)
+        self._listen = str(settings.listen)
+        self._workers: dict[int, Worker] = {}
+        self._deaths: dict[int, deque[float]] = {index: deque() for index in range(count)}
+        self._keepers: list[asyncio.Task[None]] = []
+        self._stopping: asyncio.Future[None] | None = None
+        self._failure: str | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = loop.create_future()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        reserved = reserve_port(self._settings)
+        try:
+            host, port = reserved[0].getsockname()[:2]
+            url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            self._listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if await self._start_all():
+                log_listening(url, self._settings, workers=self._count)
+                self._keepers = [
+                    loop.create_task(self._keep(worker), name=f"authproxy.worker:{worker.index}")
+                    for worker in self._workers.values()
+                ]
+                await self._stopping
+        finally:
+            await self._stop_all()
+            for sock in reserved:
+                sock.close()
+        if self._failure is not None:
+            raise WorkersFailed(self._failure)
+        log.info("stopped")
+
+    async def _start_all(self) -> bool:
+        """Start every worker; True once all listen, False when asked to stop first."""
+        for index in range(self._count):
+            await self._spawn(index)
+        deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+        for worker in list(self._workers.values()):
+            if await self._until_ready(worker, deadline):
+                continue
+            if self._stopped:
+                return False
+            code = await _exit_code(worker)
+            raise WorkersFailed(f"worker {worker.index} could not start ({_describe(code)})")
+        return not self._stopped
+
+    async def _keep(self, worker: Worker) -> None:
+        """Wait for the worker to exit; start it again unless stopping or it keeps dying."""
+        loop = asyncio.get_running_loop()
+        while True:
+            code = await worker.process.wait()
+            self._forget(worker)
+            if self._stopped:
+                return
+            deaths = self._deaths[worker.index]
+            now = time.monotonic()
+            deaths.append(now)
+            while deaths[0] < now - RESTART_WINDOW:
+                deaths.popleft()
+            log.error(
+                "worker exited unexpectedly",
+                worker=worker.index,
+                pid=worker.process.pid,
+                exit=_describe(code),
+            )
+            if len(deaths) > RESTART_LIMIT:
+                self._failure = (
+                    f"worker {worker.index} exited {len(deaths)} times within "
+                    f"{RESTART_WINDOW:.0f} s; stopped all workers"
+                )
+                log.error("a worker keeps dying; stopping all workers", worker=worker.index)
+                self._stop()
+                return
+            try:
+                worker = await self._spawn(worker.index)
+            except WorkersFailed as error:
+                self._failure = str(error)
+                self._stop()
+                return
+            if await self._until_ready(worker, loop.time() + READY_TIMEOUT):
+                log.info("worker restarted", worker=worker.index, pid=worker.process.pid)
+
+    async def _spawn(self, index: int) -> Worker:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command,
+                "--listen",
+                self._listen,
+                "--worker-index",
+                str(index),
+                "--supervisor-fd",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as error:
+            ours.close()
+            raise WorkersFailed(f"cannot start worker {index}: {error.strerror}") from None
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        worker = Worker(index, process, ours, loop.create_future())
+        loop.add_reader(ours.fileno(), self._on_channel, worker)
+        self._workers[index] = worker
+        if self._stopped:
+            _signal(worker, signal.SIGTERM)
+        return worker
+
+    async def _until_ready(self, worker: Worker, deadline: float) -> bool:
+        """True once the worker listens; False if it exited, timed out (killed) or we stop."""
+        assert self._stopping is not None
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        either: list[asyncio.Future[Any]] = [worker.ready, self._stopping]
+        await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._stopped:
+            return False
+        if not worker.ready.done():
+            log.error("worker did not start listening in time; killing it", worker=worker.index)
+            _signal(worker, signal.SIGKILL)
+            return False
+        if not worker.ready.result():
+            return False
+        if worker.reload_pending:
+            worker.reload_pending = False
+            _signal(worker, signal.SIGHUP)
+        return True
+
+    def _on_channel(self, worker: Worker) -> None:
+        try:
+            data = worker.channel.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker exited
+            asyncio.get_running_loop().remove_reader(worker.channel.fileno())
+        if not worker.ready.done():
+            worker.ready.set_result(bool(data))
+
+    def _forget(self, worker: Worker) -> None:
+        if worker.channel.fileno() != -1:
+            asyncio.get_running_loop().remove_reader(worker.channel.fileno())
+            worker.channel.close()
+        if not worker.ready.done():
+            worker.ready.set_result(False)
+
+    @property
+    def _stopped(self) -> bool:
+        return self._stopping is not None and self._stopping.done()
+
+    def _stop(self) -> None:
+        if self._stopping is not None and not self._stopping.done():
+            self._stopping.set_result(None)
+
+    def _reload(self) -> None:
+        log.info("SIGHUP: reloading the config in every worker")
+        for worker in self._workers.values():
+            if worker.ready.done() and worker.ready.result():
+                _signal(worker, signal.SIGHUP)
+            else:
+                worker.reload_pending = True
+
+    async def _stop_all(self) -> None:
+        self._stop()
+        grace = self._settings.shutdown_grace
+        log.info("stopping workers", grace_seconds=grace)
+        for worker in self._workers.values():
+            _signal(worker, signal.SIGTERM)
+        # Keepers return once their worker exited; one restarting a worker signals it (_spawn).
+        waits = [worker.process.wait() for worker in self._workers.values()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._keepers, *waits), grace + STOP_MARGIN)
+        except TimeoutError:
+            for worker in self._workers.values():
+                if worker.process.returncode is None:
+                    log.error("worker did not stop in time; killing it", worker=worker.index)
+                    _signal(worker, signal.SIGKILL)
+            await asyncio.gather(*(worker.process.wait() for worker in self._workers.values()))
+            self._failure = self._failure or "workers did not stop within the shutdown grace"
+        for keeper in self._keepers:
+            keeper.cancel()
+        await asyncio.gather(*self._keepers, return_exceptions=True)
+        for worker in self._workers.values():
+            self._forget(worker)
+
+
+def reserve_port(settings: Settings) -> list[socket.socket]:
+    """Sockets bound (not listening) with SO_REUSEPORT to every address of `listen`, one port."""
+    listen = settings.listen
+    refuse_unsafe_start(settings, listen)
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise StartupError("--workers needs SO_REUSEPORT, which this platform lacks")
+    try:
+        infos = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        addresses = list(dict.fromkeys((info[0], str(info[4][0])) for info in infos))
+        port = listen.port
+        # Nothing may hold the port now (this bind has no SO_REUSEPORT); then keep it ourselves.
+        probes: list[socket.socket] = []
+        try:
+            for family, host in addresses:
+                probes.append(_bound(family, host, port, reuse_port=False))
+                port = port or probes[-1].getsockname()[1]
+        finally:
+            for probe in probes:
+                probe.close()
+        reserved: list[socket.socket] = []
+        try:
+            for family, host in addresses:
+                reserved.append(_bound(family, host, port, reuse_port=True))
+        except BaseException:
+            for sock in reserved:
+                sock.close()
+            raise
+    except OSError as error:
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise StartupError(f"cannot listen on {listen}: {reason}") from None
+    return reserved
+
+
+def _bound(family: int, host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # The options asyncio's create_server sets for the workers' own sockets.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# ---- the worker's side -----------------------------------------------------------------------
+
+
+def bind_worker(index: int) -> None:
+    """Every log line of this process carries `worker=<index>`.
+
+    Bound before the event loop starts: tasks and callbacks copy the context they start in.
+    """
+    structlog.contextvars.bind_contextvars(worker=index)
+
+
+async def serve_worker(
+    settings: Settings, workers: int, reload: Callable[[], Settings], supervisor_fd: int
+) -> None:
+    """Serve as one of `workers` until SIGTERM/SIGINT, or until the supervisor goes away."""
+    loop = asyncio.get_running_loop()
+    channel = socket.socket(fileno=supervisor_fd)
+    channel.setblocking(False)
+    stop = asyncio.Event()
+
+    def on_supervisor() -> None:
+        try:
+            data = channel.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(channel.fileno())
+            log.warning("the supervisor is gone; stopping")
+            stop.set()
+
+    def send_ready() -> None:
+        # A supervisor that died meanwhile is noticed by `on_supervisor`.
+        with contextlib.suppress(OSError):
+            channel.send(READY)
+
+    def started() -> None:
+        # On the next loop turn: log lines are written once per turn, so "worker listening" is
+        # out before the supervisor hears of it and logs its own lines.
+        loop.call_soon(send_ready)
+
+    loop.add_reader(channel.fileno(), on_supervisor)
+    try:
+        await serve_until_signalled(
+            Proxy(settings, workers=workers),
+            on_started=started,
+            reload=reload,
+            stop=stop,
+            announce=False,
+        )
+    finally:
+        loop.remove_reader(channel.fileno())
+        channel.close()
+
+
+async def _exit_code(worker: Worker) -> int:
+    """The exit code of a worker that closed its channel; killed if it lingers."""
+    try:
+        return await asyncio.wait_for(worker.process.wait(), 10.0)
+    except TimeoutError:
+        _signal(worker, signal.SIGKILL)
+        return await worker.process.wait()
+
+
+def _signal(worker: Worker, signum: int) -> None:
+    if worker.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.send_signal(signum)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"

@@ -1,0 +1,297 @@
+"""A token store shared by several proxy replicas through Redis, with a distributed login lock.
+
+Replicas of a team gateway share one upstream account, and each login may evict another session
+(devise_token_auth keeps ten clients) or count towards a lockout, so one replica logs in and the
+others read its token. The caller's pattern:
+
+    grant = await store.load(key)
+    if not usable(grant):
+        async with store.login_lock(key, ready=lambda: has_usable_token(store, key)) as lock:
+            grant = await store.load(key)
+            if not usable(grant):                       # nobody logged in while we waited
+                grant = await log_in()
+                await store.save(key, grant, fence=lock.fence)
+
+Keys: `authproxy:token:<key>` (a hash: `fence`, `grant`), `authproxy:lock:<key>` (the holder's
+random id, with a lease), `authproxy:fence:<key>` (a counter bumped on every acquisition).
+
+* Waiting: waiters poll `SET NX` every 50-100 ms (jittered so replicas do not move in step) and
+  leave early, without the lock, once `ready()` says a usable token arrived. Waiters never give up:
+  a holder that dies stops extending its lease, and the next poll after it runs out wins.
+* Lease: the holder extends it every lease/3 while the body runs, so a slow login keeps the lock
+  (oauth2-proxy's fixed 2 s lease does not); extension and release only touch a lock still ours.
+* Fencing: `save` writes only if its fence is at least the stored one, so a holder whose lease ran
+  out while it was stalled cannot overwrite the token of the holder after it.
+
+Every Redis failure is a `StoreUnavailable`, raised within the socket timeouts, so the caller can
+fall back to logging in locally. The API is async; the token manager adapts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from authproxy.auth.flow import Grant
+from authproxy.crypto import Cipher
+from authproxy.errors import StoreUnavailable
+from authproxy.secrets import REGISTRY
+from authproxy.stores.file import open_grant, seal_grant
+
+log = structlog.get_logger("authproxy.stores.redis")
+
+PREFIX = "authproxy"
+POLL_INTERVAL = (0.05, 0.1)  # seconds between a waiter's attempts, drawn uniformly
+
+# Write only if no stored fence is higher; the TTL (ms, 0 = none) outlives the token a little.
+_SAVE = """
+local stored = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if tonumber(ARGV[1]) < stored then return 0 end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'grant', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else redis.call('PERSIST', KEYS[1]) end
+return 1
+"""
+# The lock and its fence in one step: a crash between the two cannot leave a lock without one.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_DELETE_IF = """
+if redis.call('HGET', KEYS[1], 'grant') == ARGV[1] then
+  return redis.call('HDEL', KEYS[1], 'grant')
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisTokenStore:
+    """Grants in Redis, sealed with `cipher` (a `NullCipher` stores plain JSON) together with the
+    name they are stored under (`tokens.seal_grant`): a value moved to another name reads as absent.
+
+    `url` is `redis://` or `rediss://`, with any password in it. `timeout` bounds connecting and
+    each command; `expiry_grace` keeps a grant that long past its expiry, so its refresh token
+    stays usable, before Redis drops it.
+    """
+
+    def __init__(
+        self, url: str, cipher: Cipher, *, timeout: float = 2.0, expiry_grace: float = 300.0
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"Redis URL scheme must be redis or rediss, not {parts.scheme!r}")
+        if parts.password:
+            REGISTRY.add(parts.password)
+        self.where = f"{parts.hostname}:{parts.port or 6379}"
+        self._cipher = cipher
+        self._grace = expiry_grace
+        self._warned: set[str] = set()
+        # One retry on a connection error only: it replaces a pooled connection Redis closed (a
+        # restart), while a timeout is not retried, so a dead server costs one `timeout`.
+        self._redis = Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self._save = self._redis.register_script(_SAVE)
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._extend = self._redis.register_script(_EXTEND)
+        self._release = self._redis.register_script(_RELEASE)
+        self._delete = self._redis.register_script(_DELETE_IF)
+
+    async def load(self, key: str) -> Grant | None:
+        """The stored grant, or None if absent, unreadable with our key, or malformed."""
+        raw = await self._call(self._redis.hget(_name("token", key), "grant"))
+        return None if raw is None else self._open(key, raw)
+
+    async def save(self, key: str, grant: Grant, *, fence: int) -> bool:
+        """Store `grant` unless a holder with a higher fence already did; True if written."""
+        ttl = 0
+        if grant.expires_at is not None:
+            ttl = max(1000, int((grant.expires_at - time.time() + self._grace) * 1000))
+        sealed = seal_grant(key, grant, self._cipher)
+        written = self._save(keys=[_name("token", key)], args=[fence, sealed, ttl])
+        return bool(await self._call(written))
+
+    async def delete(self, key: str, *, if_token: str | None = None) -> bool:
+        """Forget the grant; with `if_token`, only while its `token` is still that one.
+
+        The fence stays, so an older lock holder cannot write its token back afterwards.
+        """
+        name = _name("token", key)
+        if if_token is None:
+            return bool(await self._call(self._redis.hdel(name, "grant")))
+        raw = await self._call(self._redis.hget(name, "grant"))
+        grant = None if raw is None else self._open(key, raw)
+        if grant is None or grant.values.get("token") != if_token:
+            return False
+        # Lua cannot read the sealed token, but it can check that the sealed value we judged is
+        # still the one stored: a newer save in between leaves the newer token alone.
+        return bool(await self._call(self._delete(keys=[name], args=[raw])))
+
+    def login_lock(
+        self,
+        key: str,
+        *,
+        lease: float = 10.0,
+        ready: Callable[[], Awaitable[bool]] | None = None,
+    ) -> LoginLock:
+        """A lock for logging in to `key`'s upstream; see `LoginLock`."""
+        return LoginLock(self, key, lease, ready)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _open(self, key: str, raw: bytes | str) -> Grant | None:
+        text = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
+        grant = open_grant(key, text, self._cipher, time.time())
+        if grant is None:
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning(
+                    "stored token is not usable here (another key, another entry's value, an "
+                    "older format or impossible values); ignoring it",
+                    key=key,
+                    store=self.where,
+                )
+            return None
+        return grant
+
+    async def _call(self, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        except (RedisError, OSError) as error:
+            raise self._unavailable(error) from error
+
+    def _unavailable(self, error: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"Redis token store {self.where} unavailable: {type(error).__name__}"
+        )
+
+
+class LoginLock:
+    """Distributed single-flight for one key, as an async context manager.
+
+    Entering waits until this replica holds the lock (`held`, with `fence` for `save`) or until
+    `ready()` reports a usable token (`held` False: load it, don't log in). Redis failures raise
+    `StoreUnavailable` from entering; on exit the lock is released, and a release that fails is
+    only logged, since the lease ends it anyway.
+    """
+
+    def __init__(
+        self,
+        store: RedisTokenStore,
+        key: str,
+        lease: float,
+        ready: Callable[[], Awaitable[bool]] | None,
+    ) -> None:
+        self.key = key
+        self.held = False
+        self.lost = False  # set when extending found the lock gone: our save may be refused
+        self._store = store
+        self._names = [_name("lock", key), _name("fence", key)]
+        self._lease_ms = max(1, int(lease * 1000))
+        self._ready = ready
+        self._owner = secrets.token_hex(16)
+        self._fence = 0
+        self._renewal: asyncio.Task[None] | None = None
+
+    @property
+    def fence(self) -> int:
+        if not self.held:
+            raise RuntimeError("the login lock is not held; load the token instead")
+        return self._fence
+
+    async def __aenter__(self) -> LoginLock:
+        store = self._store
+        while True:
+            fence = await store._call(
+                store._acquire(keys=self._names, args=[self._owner, self._lease_ms])
+            )
+            if fence:
+                self.held, self._fence = True, int(fence)
+                self._renewal = asyncio.get_running_loop().create_task(
+                    self._renew(), name=f"authproxy.login-lock-renewal:{self.key}"
+                )
+                return self
+            if self._ready is not None and await self._ready():
+                return self
+            await asyncio.sleep(random.uniform(*POLL_INTERVAL))
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self.held:
+            return
+        self.held = False
+        if (renewal := self._renewal) is not None:
+            renewal.cancel()
+            # `wait`, not `await renewal`: our own cancellation must still propagate.
+            await asyncio.wait([renewal])
+            self._renewal = None
+            if not renewal.cancelled() and (failure := renewal.exception()) is not None:
+                log.error("login lock renewal failed", key=self.key, error=repr(failure))
+        store = self._store
+        try:
+            await store._call(store._release(keys=self._names[:1], args=[self._owner]))
+        except StoreUnavailable as unreleased:
+            log.warning(
+                "could not release login lock; its lease will end it",
+                key=self.key,
+                error=str(unreleased),
+            )
+
+    async def _renew(self) -> None:
+        store, every = self._store, self._lease_ms / 3000
+        while True:
+            await asyncio.sleep(every)
+            try:
+                extended = await store._call(
+                    store._extend(keys=self._names[:1], args=[self._owner, self._lease_ms])
+                )
+            except StoreUnavailable as failure:
+                log.warning("could not extend login lock", key=self.key, error=str(failure))
+                continue
+            if not extended:
+                self.lost = True
+                log.warning(
+                    "login lock lost: its lease ran out before it was extended", key=self.key
+                )
+                return
+
+
+def _name(kind: str, key: str) -> str:
+    return f"{PREFIX}:{kind}:{key}"

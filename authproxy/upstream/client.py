@@ -1,0 +1,369 @@
+"""The forwarding hot path's HTTP/1.1 client: a keep-alive pool per upstream origin.
+
+aiohttp's `ClientSession` was about a third of the proxy's CPU per request (request objects,
+automatic headers, tracing hooks, a writer task): see bench/results/profile-before.txt. This client
+does only what a reverse proxy needs: the head goes out in one write with the headers exactly as
+given plus Host and body framing, a streamed body follows with back-pressure, and the answer is
+read by `UpstreamConnection`. WebSocket upgrades and logins still use aiohttp.
+
+Request framing is the client's own work: the head carries exactly one Content-Length (or
+Transfer-Encoding: chunked) describing the bytes that follow, whatever framing headers the caller's
+headers held, and a streamed body is counted so that never more or fewer bytes than declared go
+out (the connection is aborted instead). A proxy that forwards a client's length over a body it
+changed smuggles the difference as a request of its own (RFC 9112 §11.2).
+
+A connection goes back to the pool only after an answer that was read to its end, allows
+keep-alive, and followed a request that was sent whole. A connection that went stale in the pool
+is replaced once, for idempotent requests whose body can be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiohttp.streams import StreamReader
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from authproxy.settings import Timeouts
+from authproxy.upstream.busy_poll import BusyPoll
+from authproxy.upstream.connection import UpstreamConnection
+from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
+from authproxy.upstream_errors import (
+    CertificateRejected,
+    ClientBodyStalled,
+    ConnectFailed,
+    ConnectionBroken,
+    Disconnected,
+    SendFailed,
+    TimedOut,
+    TlsFailed,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """A request body copied from the client as it arrives, never held whole.
+
+    `length` is the size the client declared: exactly that many bytes go out under one
+    Content-Length. None means unknown: the body goes out chunked.
+    """
+
+    reader: StreamReader
+    length: int | None = None
+    # Seconds the client may send nothing before the exchange fails (ClientBodyStalled).
+    idle_timeout: float | None = None
+
+
+RequestBody = bytes | StreamedBody | None
+# Request headers the client never copies from the caller: it writes its own framing.
+FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# Idle connections older than this are closed (aiohttp's default keep-alive was the same).
+KEEPALIVE_SECONDS = 30.0
+# Seconds the event loop keeps polling after sending a request and after an answer
+# (upstream/busy_poll.py): measured on the benchmark VM, 100 µs took a third off the added
+# latency of sequential requests.
+BUSY_POLL = 100e-6
+# A bytes body up to this size is joined to the head for a single write.
+JOIN_LIMIT = 64 * 1024
+
+
+class UpstreamResponse:
+    """An answer's head, and its body as a stream. `release()` exactly once, when done."""
+
+    __slots__ = ("_client", "_conn", "_headers", "_released", "_sender", "head")
+
+    def __init__(
+        self,
+        client: OriginClient,
+        conn: UpstreamConnection,
+        sender: asyncio.Task[None] | None,
+    ) -> None:
+        head = conn.head
+        assert head is not None
+        self.head = head
+        self._headers: CIMultiDictProxy[str] | None = None
+        self._client = client
+        self._conn = conn
+        self._sender = sender
+        self._released = False
+
+    @property
+    def status(self) -> int:
+        return self.head.status
+
+    @property
+    def reason(self) -> str:
+        return self.head.reason
+
+    @property
+    def length(self) -> int | None:
+        """The Content-Length the upstream gave, if any."""
+        return self.head.length
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """All of the answer's headers, hop-by-hop ones included, as received."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(self.head.headers))
+        return self._headers
+
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived: `body()` returns it without waiting."""
+        return self._conn.complete
+
+    def body(self) -> bytes:
+        return self._conn.take_all()
+
+    @property
+    def connection(self) -> UpstreamConnection:
+        """The connection carrying this answer (for flow-control checks)."""
+        return self._conn
+
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body, b"" at its end; raises UpstreamFailure if it was cut."""
+        return await self._conn.read_chunk()
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        sender = self._sender
+        conn = self._conn
+        if sender is not None and not sender.done():
+            # The upstream answered before taking the whole request body.
+            sender.cancel()
+            conn.abort()
+        self._client.put_back(conn)
+
+
+class OriginClient:
+    """Requests to one origin (scheme, host, port, TLS settings) over pooled connections."""
+
+    def __init__(
+        self, origin: URL, ssl_context: ssl.SSLContext | None, *, busy_poll: float = BUSY_POLL
+    ) -> None:
+        host = origin.raw_host or ""
+        self._host = host
+        self._port = origin.port or (443 if origin.scheme == "https" else 80)
+        self._ssl = ssl_context
+        default_port = 443 if origin.scheme == "https" else 80
+        netloc = f"[{host}]" if ":" in host else host
+        self.host_header = netloc if self._port == default_port else f"{netloc}:{self._port}"
+        self._idle: list[UpstreamConnection] = []
+        self._busy: set[UpstreamConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._senders: set[asyncio.Task[None]] = set()
+        self._poll = BusyPoll(busy_poll)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one its connections live on
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: RequestBody,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        """Send one request and return once the answer's head is in; raises UpstreamFailure."""
+        head = serialize_head(method, target, self._fields(method, headers, body))
+        retry_stale = method in IDEMPOTENT and not isinstance(body, StreamedBody)
+        while True:
+            conn = self._take_idle()
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(timeouts.connect)
+            self._busy.add(conn)
+            try:
+                return await self._exchange(conn, method, head, body, timeouts.read)
+            except (Disconnected, ConnectionBroken):
+                self.put_back(conn)
+                # The upstream closed a pooled connection as we reused it: nothing was
+                # processed, so a request that can be repeated goes out once more, fresh.
+                if reused and retry_stale and not conn.received_any:
+                    retry_stale = False
+                    continue
+                raise
+            except BaseException:
+                conn.abort()  # cancelled (the client left) or failed: the upstream sees it
+                self.put_back(conn)
+                raise
+
+    def _fields(
+        self, method: str, headers: CIMultiDict[str], body: RequestBody
+    ) -> Iterable[tuple[str, str]]:
+        """Host, the caller's headers less any framing, then framing for what is sent."""
+        items: Iterable[tuple[str, str]] = headers.items()
+        if "Content-Length" in headers or "Transfer-Encoding" in headers:
+            items = [(name, value) for name, value in items if name.lower() not in FRAMING]
+        fields = [("Host", self.host_header), *items]
+        if body is None:
+            if method not in BODYLESS_METHODS:
+                fields.append(("Content-Length", "0"))
+        elif isinstance(body, bytes):
+            fields.append(("Content-Length", str(len(body))))
+        elif body.length is not None:
+            fields.append(("Content-Length", str(body.length)))
+        else:
+            fields.append(("Transfer-Encoding", "chunked"))
+        return fields
+
+    async def _exchange(
+        self,
+        conn: UpstreamConnection,
+        method: str,
+        head: bytes,
+        body: RequestBody,
+        read_timeout: float,
+    ) -> UpstreamResponse:
+        transport = conn.transport
+        assert transport is not None
+        conn.begin(method, read_timeout)
+        sender: asyncio.Task[None] | None = None
+        if isinstance(body, StreamedBody):
+            transport.write(head)
+            sender = asyncio.get_running_loop().create_task(
+                self._send_stream(conn, body), name=f"upstream-body:{self.host_header}"
+            )
+            # Held until done: an unreferenced task can be collected mid-flight.
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        else:
+            if not body:
+                transport.write(head)
+            elif len(body) <= JOIN_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
+            conn.request_sent()
+        # The upstream answers within microseconds on a LAN or loopback: wait for it awake.
+        self._poll.touch(conn.loop)
+        try:
+            await conn.read_head()
+        except BaseException:
+            if sender is not None:
+                sender.cancel()
+            raise
+        return UpstreamResponse(self, conn, sender)
+
+    @staticmethod
+    async def _send_stream(conn: UpstreamConnection, body: StreamedBody) -> None:
+        """Copy the client's body upstream as it arrives, never ahead of what the socket takes.
+
+        A body of declared length that brings more or fewer bytes fails the exchange and aborts
+        the connection: the upstream must not read surplus bytes as a request, nor take the next
+        request's bytes as the rest of this body.
+        """
+        transport = conn.transport
+        assert transport is not None
+        left = body.length
+        try:
+            while not conn.closed:
+                async with asyncio.timeout(body.idle_timeout):
+                    data = await body.reader.readany()
+                if left is None:
+                    if not data:
+                        transport.write(LAST_CHUNK)
+                        conn.request_sent()
+                        return
+                    transport.writelines((chunk_prefix(len(data)), data, b"\r\n"))
+                elif not data or len(data) > left:
+                    if not data and not left:
+                        conn.request_sent()
+                        return
+                    conn.fail(SendFailed())
+                    return
+                else:
+                    left -= len(data)
+                    transport.write(data)
+                if conn.writing_paused:
+                    await conn.drain()
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            conn.fail(ClientBodyStalled())
+        except Exception:  # noqa: BLE001 - the client's stream broke; the exchange fails
+            conn.fail(SendFailed())
+
+    def keep_polling(self) -> None:
+        """Keep the event loop polling for a moment (an answer is about to go out)."""
+        if self._loop is not None:
+            self._poll.touch(self._loop)
+
+    def _take_idle(self) -> UpstreamConnection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def put_back(self, conn: UpstreamConnection) -> None:
+        """Pool a connection that can carry another exchange; close any other."""
+        self._busy.discard(conn)
+        if conn.reusable:
+            conn.finish_exchange()
+            loop = conn.loop
+            conn.idle_since = now = loop.time()
+            self._idle.append(conn)
+            if self._sweeper is None:
+                self._sweeper = loop.call_at(now + KEEPALIVE_SECONDS, self._sweep)
+        elif not conn.closed:
+            conn.close()
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        loop = self._loop
+        assert loop is not None
+        expired = loop.time() - KEEPALIVE_SECONDS
+        keep: list[UpstreamConnection] = []
+        for conn in self._idle:
+            if conn.closed:
+                continue
+            if conn.idle_since <= expired:
+                conn.close()
+            else:
+                keep.append(conn)
+        self._idle[:] = keep
+        if keep:
+            self._sweeper = loop.call_at(keep[0].idle_since + KEEPALIVE_SECONDS, self._sweep)
+
+    async def _connect(self, seconds: float) -> UpstreamConnection:
+        self._loop = loop = asyncio.get_running_loop()
+        tls = self._ssl
+        try:
+            async with asyncio.timeout(seconds):
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(loop),
+                    self._host,
+                    self._port,
+                    ssl=tls,
+                    server_hostname=self._host if tls is not None else None,
+                )
+        except TimeoutError:
+            raise TimedOut() from None
+        except ssl.SSLCertVerificationError:
+            raise CertificateRejected() from None
+        except ssl.SSLError:
+            raise TlsFailed() from None
+        except OSError:
+            raise ConnectFailed() from None
+        return conn
+
+    def close(self) -> None:
+        """Close every connection, idle or busy (shutdown, after the grace period)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in [*self._idle, *self._busy]:
+            conn.abort()
+        self._idle.clear()
+        self._busy.clear()
+        for sender in list(self._senders):
+            sender.cancel()

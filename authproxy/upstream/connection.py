@@ -1,0 +1,384 @@
+"""One keep-alive HTTP/1.1 connection to an upstream, as an asyncio Protocol: the answer's head and
+body arrive here, framed by `http1`, and wait in a small queue for the forwarder to take them.
+
+Back-pressure: when more than `HIGH_WATER` body bytes wait unread, reading from the socket pauses,
+and it resumes once the reader is down to `LOW_WATER`; a slow client therefore slows the upstream
+instead of filling memory. The read timeout counts only while bytes are expected and reading is
+not paused: it bounds each wait for the upstream, never a slow client.
+
+Failures are `upstream_errors` exceptions with fixed, secret-free messages: never the upstream's
+own bytes, which can carry anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from typing import cast
+
+from authproxy.upstream.http1 import (
+    CRLFCRLF,
+    MAX_HEAD,
+    MAX_INTERIM,
+    ChunkedDecoder,
+    InvalidResponse,
+    ResponseHead,
+    head_end,
+)
+from authproxy.upstream.http1 import parse_head as parse_response_head
+from authproxy.upstream_errors import (
+    BodyCutShort,
+    ConnectionBroken,
+    Disconnected,
+    InvalidAnswer,
+    TimedOut,
+    UpstreamFailure,
+)
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+_IDLE, _HEAD, _BODY, _DONE = range(4)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """Carries one exchange at a time: `begin`, write the request, `read_head`, `read_chunk`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        # Per exchange:
+        self._state = _IDLE
+        self._method = "GET"
+        self._pending = b""  # a head that has not fully arrived
+        self.head: ResponseHead | None = None
+        self._left: int | None = None  # Content-Length bytes still to come
+        self._chunked: ChunkedDecoder | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.error: UpstreamFailure | None = None
+        self.keep_alive = False
+        self.received_any = False
+        self._interim = 0  # 1xx answers seen
+        self._doubtful = False  # a head of this exchange had doubtful framing
+        # Reading and writing flow control, and the read timeout:
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._read_timeout = 60.0
+        self._expecting = False
+        self._last_read = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # A request head must not wait for Nagle: it is all we have to send.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self._loop.time()
+        self.received_any = True
+        state = self._state
+        if state == _BODY:
+            self._feed_body(data)
+        elif state == _HEAD:
+            self._feed_head(data)
+        else:
+            # Bytes nobody asked for: this connection's framing can no longer be trusted.
+            self.keep_alive = False
+            if state == _IDLE:
+                self.abort()
+
+    def eof_received(self) -> bool:
+        return False  # close; connection_lost decides what the end means
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self._state == _HEAD:
+            self._fail(ConnectionBroken() if exc is not None or self._pending else Disconnected())
+        elif self._state == _BODY:
+            if self._left is None and self._chunked is None and exc is None:
+                self._finish()  # a body delimited by the close has ended
+            else:
+                self._fail(BodyCutShort())
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain()
+
+    # ---- the exchange --------------------------------------------------------------------------
+
+    def begin(self, method: str, read_timeout: float) -> None:
+        self._state = _HEAD
+        self._method = method
+        self._pending = b""
+        self.head = None
+        self._left = None
+        self._chunked = None
+        self._buffered = 0
+        self.error = None
+        self.keep_alive = False
+        self.received_any = False
+        self._interim = 0
+        self._doubtful = False
+        self._read_timeout = read_timeout
+
+    @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet taken by the reader."""
+        return self._buffered
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._writing_paused
+
+    async def drain(self) -> None:
+        """Wait until the socket takes more data (or the connection is gone)."""
+        while self._writing_paused and not self.closed:
+            self._drain_waiter = waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+
+    def request_sent(self) -> None:
+        """The whole request is out: from now on the read timeout runs."""
+        self._expecting = self._state in (_HEAD, _BODY)
+        self._arm()
+
+    async def read_head(self) -> ResponseHead:
+        while self.head is None:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        return self.head
+
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived (some of it may still wait in the queue)."""
+        return self._state == _DONE
+
+    def take_all(self) -> bytes:
+        """Every queued body byte, for a complete body."""
+        data = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+        self._chunks.clear()
+        self._buffered = 0
+        return data
+
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body; b"" at its end. Raises the failure that cut it short."""
+        while not self._chunks:
+            if self._state == _DONE:
+                return b""
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._reading_paused and self._buffered <= LOW_WATER and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+            self._arm()
+        return chunk
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            self._state == _DONE
+            and self.keep_alive
+            and self.error is None
+            and not self.closed
+            and not self._chunks
+        )
+
+    def finish_exchange(self) -> None:
+        """Back to idle, for the pool."""
+        self._state = _IDLE
+        self.head = None
+
+    def fail(self, error: UpstreamFailure) -> None:
+        self._fail(error)
+
+    def abort(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    # ---- framing -------------------------------------------------------------------------------
+
+    def _feed_head(self, data: bytes) -> None:
+        buffer = self._pending + data if self._pending else data
+        self._pending = b""
+        while True:  # interim answers (100, 103) come first: a loop, never a recursion
+            head, rest = self._next_head(buffer)
+            if head is None:
+                return
+            if head.status >= 200:
+                break
+            self._interim += 1
+            # 101 is a switch nobody asked for (upgrades go through aiohttp).
+            if head.status == 101 or self._interim > MAX_INTERIM:
+                self._fail(InvalidAnswer())
+                return
+            if not rest:
+                return
+            buffer = rest
+        self.head = head
+        self.keep_alive = head.keep_alive and not self._doubtful
+        if head.bodyless or head.length == 0:
+            self._finish()
+            if rest:
+                self.keep_alive = False
+        else:
+            self._state = _BODY
+            self._left = head.length
+            self._chunked = ChunkedDecoder() if head.chunked else None
+            if rest:
+                self._feed_body(rest)
+        self._wake()
+
+    def _next_head(self, buffer: bytes) -> tuple[ResponseHead | None, bytes]:
+        """The head at the start of `buffer` and the bytes after it; (None, b"") when it is
+        incomplete (kept for the next read) or invalid (the exchange failed)."""
+        end, start = head_end(buffer)
+        if end < 0 and len(buffer) <= MAX_HEAD:
+            self._pending = buffer
+            return None, b""
+        if end < 0 or end > MAX_HEAD:
+            self._fail(InvalidAnswer())
+            return None, b""
+        try:
+            head = parse_response_head(buffer[:end], self._method)
+        except InvalidResponse:
+            self._fail(InvalidAnswer())
+            return None, b""
+        # A bare LF ended the head, or an interim answer was doubtful: so is the final answer.
+        if buffer[end:start] != CRLFCRLF or (head.status < 200 and not head.keep_alive):
+            self._doubtful = True
+        return head, buffer[start:]
+
+    def _feed_body(self, data: bytes) -> None:
+        left = self._left
+        chunks = self._chunks
+        size = len(data)
+        if left is not None:
+            if size >= left:
+                if size > left:
+                    self.keep_alive = False  # more than the answer: not to be trusted
+                    data = data[:left]
+                    size = left
+                self._left = 0
+                chunks.append(data)
+                self._buffered += size
+                self._finish()
+            else:
+                self._left = left - size
+                chunks.append(data)
+                self._buffered += size
+        elif self._chunked is not None:
+            before = len(chunks)
+            try:
+                rest = self._chunked.feed(data, chunks)
+            except InvalidResponse:
+                self._fail(InvalidAnswer())
+                return
+            for index in range(before, len(chunks)):
+                self._buffered += len(chunks[index])
+            if self._chunked.done:
+                self._finish()
+                if rest:
+                    self.keep_alive = False
+        else:
+            chunks.append(data)
+            self._buffered += size
+        if self._buffered > HIGH_WATER and not self._reading_paused and self._state == _BODY:
+            assert self.transport is not None
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def _finish(self) -> None:
+        self._state = _DONE
+        self._expecting = False
+        self._wake()
+
+    def _fail(self, error: UpstreamFailure) -> None:
+        if self.error is None and self._state != _DONE:
+            self.error = error
+        self._expecting = False
+        self.abort()
+        self._wake()
+        self._wake_drain()
+
+    # ---- waiting -------------------------------------------------------------------------------
+
+    async def _wait(self) -> None:
+        self._waiter = waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _arm(self) -> None:
+        now = self._last_read = self._loop.time()
+        if not self._expecting:
+            return
+        deadline = now + self._read_timeout
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # it fires in time, and re-arms itself for whatever is left
+            timer.cancel()  # armed for an earlier exchange with a longer timeout
+        self._timer = self._loop.call_at(deadline, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        # One timer per connection, re-armed for the time left instead of reset on every read.
+        self._timer = None
+        if not self._expecting or self._reading_paused or self.closed:
+            return
+        waited = self._loop.time() - self._last_read
+        if waited >= self._read_timeout:
+            self._fail(TimedOut())
+        else:
+            self._timer = self._loop.call_later(self._read_timeout - waited, self._check_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,210 @@
+"""The one owner of outgoing connections, per upstream origin, all closed on shutdown.
+
+Each origin (with its TLS settings) gets two clients that share nothing but their settings:
+- an `OriginClient` (upstream/client.py): the lean keep-alive pool that forwards requests;
+- an aiohttp `ClientSession`, for what the hot path does not do: logins (auth/driver.py) and
+  WebSocket upgrades (proxy/websocket.py).
+Routes that point at the same origin with the same TLS settings share both, so keep-alive
+connections are reused across them. Neither decompresses, keeps cookies, follows redirects or adds
+headers of its own: the proxy forwards what it was given.
+
+Every request of a session passes `OriginGuard`, which keeps the injected credentials on the origin
+they were configured for: a request for any other origin is refused before it is sent, and a
+redirected WebSocket handshake is handed back to the caller instead of followed (aiohttp's
+`ws_connect` has no `allow_redirects`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from aiohttp import (
+    ClientError,
+    ClientHandlerType,
+    ClientRequest,
+    ClientResponse,
+    ClientSession,
+    ClientTimeout,
+    DummyCookieJar,
+    TCPConnector,
+)
+from multidict import CIMultiDict
+from yarl import URL
+
+from authproxy.settings import Route, TlsSettings
+from authproxy.upstream.client import OriginClient
+
+log = structlog.get_logger("authproxy.upstream.pool")
+
+# aiohttp would otherwise add these when the client sent none; a transparent proxy must not.
+SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+# Larger reads mean fewer wake-ups per megabyte when streaming big bodies.
+READ_BUFSIZE = 2**18
+
+SessionKey = tuple[str, bool, str | None]
+
+# The statuses aiohttp's redirect loop follows.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class ForeignOriginRefused(ClientError):
+    """A session was asked to send to an origin other than its own; nothing was sent."""
+
+
+class UpgradeRedirected(Exception):
+    """The upstream answered a WebSocket handshake with a redirect: the client gets it as it is."""
+
+    def __init__(self, status: int, reason: str | None, headers: CIMultiDict[str]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+class OriginGuard:
+    """aiohttp client middleware: each hop of a session's requests stays on the session's origin.
+
+    A redirect elsewhere would carry the route's credentials (`X-API-TOKEN`, devise's
+    `access-token`, custom inject headers) to whoever the upstream names: aiohttp strips only
+    `Authorization` and cookies across origins. Logins pass `allow_redirects=False`; the handshake
+    cannot, so its redirect is raised as `UpgradeRedirected` before aiohttp's loop follows it, and
+    a request for a foreign origin (from any redirect, whatever passed it) is never sent.
+    """
+
+    __slots__ = ("_origin",)
+
+    def __init__(self, origin: URL) -> None:
+        self._origin = _origin_key(origin)
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        if _origin_key(request.url) != self._origin:
+            raise ForeignOriginRefused("the request's origin is not the upstream's")
+        response = await handler(request)
+        if response.status in REDIRECT_STATUSES and _is_upgrade(request):
+            redirected = UpgradeRedirected(
+                response.status, response.reason, CIMultiDict(response.headers)
+            )
+            response.close()  # the handshake's connection is of no further use
+            raise redirected
+        return response
+
+
+def _origin_key(url: URL) -> tuple[str, str, int | None]:
+    # Scheme and host are compared as yarl normalises them; `port` is the effective one, so
+    # `http://h` and `http://h:80` are one origin.
+    return (url.scheme, url.host or "", url.port)
+
+
+def _is_upgrade(request: ClientRequest) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def ssl_context_for(tls: TlsSettings) -> ssl.SSLContext | bool:
+    if not tls.verify:
+        return False
+    context = ssl.create_default_context()
+    if tls.ca_file:
+        # Adds to the system trust store rather than replacing it (an internal CA next to public).
+        context.load_verify_locations(cafile=tls.ca_file)
+    return context
+
+
+def unverified_context() -> ssl.SSLContext:
+    """`verify: false`: encrypt, but check neither the certificate nor the host name."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def timeout_for(route: Route) -> ClientTimeout:
+    # No total limit: streams may run for hours. `sock_read` bounds each wait for bytes.
+    return ClientTimeout(
+        total=None, connect=None, sock_connect=route.timeout.connect, sock_read=route.timeout.read
+    )
+
+
+class PooledConnector(TCPConnector):
+    """aiohttp's connector for one origin, carrying that origin's `OriginClient`.
+
+    `RouteRuntime` is built from the session alone; this is how it finds the lean client of the
+    same origin without a second lookup table that could disagree with the first.
+    """
+
+    def __init__(self, origin_client: OriginClient, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.origin_client = origin_client
+
+
+def origin_client_of(session: ClientSession) -> OriginClient:
+    connector = session.connector
+    if not isinstance(connector, PooledConnector):
+        raise TypeError("the session was not made by UpstreamPool")
+    return connector.origin_client
+
+
+class UpstreamPool:
+    """Build it inside the running loop (aiohttp sessions bind to it); `close()` closes them all."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._sessions: dict[SessionKey, ClientSession] = {}
+        self._by_route: dict[str, ClientSession] = {}
+        for route in routes:
+            self.add(route)
+
+    @staticmethod
+    def _key(route: Route) -> SessionKey:
+        return (str(route.upstream.origin()), route.tls.verify, route.tls.ca_file)
+
+    def add(self, route: Route) -> None:
+        key = self._key(route)
+        session = self._sessions.get(key)
+        if session is None:
+            if not route.tls.verify and route.upstream.scheme == "https":
+                log.warning(
+                    "TLS verification is off: the upstream's identity is not checked",
+                    route=route.name,
+                    upstream=str(route.upstream.origin()),
+                )
+            # A plain-HTTP origin needs no TLS context (each one loads the CA store: 0.7 MiB).
+            context: ssl.SSLContext | bool = True
+            lean_context: ssl.SSLContext | None = None
+            if route.upstream.scheme == "https":
+                context = ssl_context_for(route.tls)
+                lean_context = (
+                    context if isinstance(context, ssl.SSLContext) else unverified_context()
+                )
+            connector = PooledConnector(
+                OriginClient(route.upstream.origin(), lean_context),
+                limit=0,
+                ssl=context,
+                keepalive_timeout=30.0,
+            )
+            session = ClientSession(
+                connector=connector,
+                middlewares=(OriginGuard(route.upstream.origin()),),
+                auto_decompress=False,
+                cookie_jar=DummyCookieJar(),
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+                read_bufsize=READ_BUFSIZE,
+                trust_env=False,
+            )
+            self._sessions[key] = session
+        self._by_route[route.name] = session
+
+    def session(self, route_name: str) -> ClientSession:
+        return self._by_route[route_name]
+
+    def client(self, route_name: str) -> OriginClient:
+        return origin_client_of(self._by_route[route_name])
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            origin_client_of(session).close()
+            await session.close()
+        self._sessions.clear()
+        self._by_route.clear()
