@@ -35,7 +35,7 @@ from authproxy.stores.flock import FileTokenStore
 
 KEY = "cosmic:0123456789abcdef01234567"
 BOUND = 20.0
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def grant(token: str, expires_in: float = 3600.0) -> Grant:

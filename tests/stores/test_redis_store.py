@@ -29,7 +29,7 @@ KEY = "cosmic:0123456789abcdef01234567"
 TOKEN_NAME = f"authproxy:token:{KEY}"
 LOCK_NAME = f"authproxy:lock:{KEY}"
 SECRET_KEY = generate_key()
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNUSABLE = (
     "stored token is not usable here (another key, another entry's value, an older format or "
     "impossible values); ignoring it"

@@ -18,7 +18,7 @@ from yarl import URL
 
 from authproxy import __version__
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Unique literals: if any of them shows up in output, a secret leaked.
 EXAMPLE_ENV = {

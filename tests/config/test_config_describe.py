@@ -10,7 +10,7 @@ from typing import Any
 from authproxy.config.describe import describe_settings
 from authproxy.config.load import load_settings, parse_settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 
 
 def example_environ() -> dict[str, str]:

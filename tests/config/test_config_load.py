@@ -23,7 +23,7 @@ from authproxy.errors import ConfigError
 from authproxy.secrets import Secret
 from authproxy.settings import Capture, ExpirySpec, ListenAddress, RefreshSpec, Settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 COSMIC = {"preset": "cosmic", "email": "${COSMIC_EMAIL}", "password": "${COSMIC_PASSWORD}"}
 COSMIC_ENV = {"COSMIC_EMAIL": "me@example.com", "COSMIC_PASSWORD": "pw-cosmic-1234"}
 
