@@ -245,6 +245,8 @@ class Settings:
     max_connections: int = 1024
     replay_buffer_total: int = 64 * 1024 * 1024
     websocket_message: int = 4 * 1024 * 1024
+    # Microseconds the loop keeps polling after an upstream exchange (upstream/busy_poll.py).
+    busy_poll_us: int = 0
     clients: tuple[ClientSpec, ...] = ()
     allow_unauthenticated: bool = False
     allow_plaintext_store: bool = False

@@ -61,7 +61,9 @@ TOP_KEYS = (
     "allow_unauthenticated",
     "allow_plaintext_store",
     "allowed_hosts",
+    "upstream",
 )
+UPSTREAM_KEYS = ("busy_poll_us",)
 LIMIT_KEYS = (
     "header_timeout",
     "keepalive_timeout",
@@ -109,6 +111,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     token_store = _token_store(root.child("token_store"), environ, store_key)
     grace = root.child("shutdown_grace").number(10.0)
     limits = _limits(root.child("limits"))
+    busy_poll_us = _upstream_block(root.child("upstream"))
     routes = _routes(root.child("routes"))
     clients = parse_clients(root.child("clients"), {route.name for route in routes})
     open_door = root.child("allow_unauthenticated").boolean(False)
@@ -120,6 +123,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         token_store=token_store,
         shutdown_grace=grace,
         **limits,
+        busy_poll_us=busy_poll_us,
         clients=clients,
         allow_unauthenticated=open_door,
         allow_plaintext_store=plaintext,
@@ -216,6 +220,14 @@ def _limits(node: Node) -> dict[str, Any]:
             default.websocket_message, minimum=1
         ),
     }
+
+
+def _upstream_block(node: Node) -> int:
+    """`upstream.busy_poll_us`: microseconds the event loop keeps polling after an upstream
+    exchange instead of sleeping (0: off)."""
+    if not node.missing:
+        node.keys(UPSTREAM_KEYS)
+    return node.child("busy_poll_us").integer(0, minimum=0, maximum=10_000)
 
 
 def _allowed_hosts(node: Node) -> tuple[str, ...]:

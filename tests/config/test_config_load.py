@@ -966,3 +966,11 @@ def test_auth_timeout_bounds_a_login() -> None:
     assert problems(route({"auth": {**COSMIC, "timeout": 0}}), COSMIC_ENV) == [
         "routes.api.auth.timeout: must be greater than 0"
     ]
+
+
+def test_upstream_busy_polling_is_off_unless_set() -> None:
+    assert parse(route({})).busy_poll_us == 0
+    assert parse({**route({}), "upstream": {"busy_poll_us": 100}}).busy_poll_us == 100
+    assert problems({**route({}), "upstream": {"busy_poll_us": 20_000}}) == [
+        "upstream.busy_poll_us: must be from 0 to 10000"
+    ]
