@@ -21,11 +21,11 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from authproxy.auth.clock import Clock, ManualClock
+from authproxy.auth.ports import TokenStore
 from authproxy.config.load import parse_settings
 from authproxy.emulators.common import EmulatorState, emulator_state
 from authproxy.server.app import Proxy
 from authproxy.settings import Settings
-from authproxy.stores.file import TokenStore
 
 # A safety net for every network wait: a hang fails the test instead of freezing the suite.
 BOUND = 10.0

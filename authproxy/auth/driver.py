@@ -14,7 +14,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from aiohttp.streams import StreamReader
 from yarl import URL
 
-from authproxy.auth.flow import Flow, Grant, HttpCall, HttpReply
+from authproxy.auth.flow import Flow, HttpCall, HttpReply
+from authproxy.auth.grant import Grant
 from authproxy.errors import LoginTimeout, LoginUnavailable
 from authproxy.upstream_errors import describe_client_error
 

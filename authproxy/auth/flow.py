@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import weakref
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlencode
 
 from authproxy.auth import expiry
+from authproxy.auth.grant import Grant
 from authproxy.auth.templates import compile_template
 from authproxy.errors import LoginRejected, LoginUnavailable
 from authproxy.secrets import REGISTRY
@@ -42,25 +42,6 @@ class HttpReply:
     status: int
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True, weakref_slot=True)
-class Grant:
-    """Captured values (`token`, `refresh_token`, ...) and their lifetime in POSIX seconds.
-
-    `expires_at` None means unknown: valid until the upstream refuses it. A Grant keeps its values
-    masked in every log line for as long as it exists, and no longer: masking every token ever
-    seen would grow with the age of the process (see `SecretRegistry`).
-    """
-
-    values: Mapping[str, str] = field(repr=False)
-    expires_at: float | None
-    obtained_at: float
-
-    def __post_init__(self) -> None:
-        held = tuple(self.values.values())
-        REGISTRY.hold(held)
-        weakref.finalize(self, REGISTRY.release, held)
 
 
 Flow = Generator[HttpCall, HttpReply, Grant]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, MutableMapping
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.auth.templates import Template, compile_template
 from authproxy.settings import AuthSpec
 

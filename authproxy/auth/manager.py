@@ -33,10 +33,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from authproxy.auth.clock import Clock
 from authproxy.auth.driver import AuthDriver
 from authproxy.auth.expiry import renew_deadline
-from authproxy.auth.flow import Grant, adopt_from_response, can_refresh, login_flow, refresh_flow
+from authproxy.auth.flow import adopt_from_response, can_refresh, login_flow, refresh_flow
 from authproxy.auth.flow import static_grant as make_static_grant
+from authproxy.auth.grant import Grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.lifetimes import LifetimeLearner
+from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
 from authproxy.errors import (
     LoginFailed,
@@ -46,7 +48,6 @@ from authproxy.errors import (
     StoreUnavailable,
 )
 from authproxy.settings import AuthSpec
-from authproxy.stores.file import TokenStore
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.auth")

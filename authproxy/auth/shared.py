@@ -5,60 +5,23 @@ needs: take a usable token someone else obtained, or log in under a cross-proces
 the result. Every store failure surfaces as `StoreUnavailable`, so the manager can fall back to
 logging in on its own and publish later.
 
-Two stores speak `SharedStore`: `redis_store.RedisTokenStore` (replicas on several hosts; a lock
-with a lease and a fence) and `file_shared.FileTokenStore` (the workers of one
+Two stores speak `auth.ports.SharedStore`: `stores.redis.RedisTokenStore` (replicas on several
+hosts; a lock with a lease and a fence) and `stores.flock.FileTokenStore` (the workers of one
 `serve --workers N`; a `flock`, which the kernel releases when its holder dies).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
+from authproxy.auth.ports import Acceptable, SharedStore
 from authproxy.errors import StoreUnavailable
 
 # A lease well under 15 s: a dead holder blocks others for at most this long, and the holder
 # extends it every third of it while a slow login is still running.
 LOCK_LEASE = 6.0
-
-Acceptable = Callable[[Grant], bool]
-Ready = Callable[[], Awaitable[bool]]
-
-
-class HeldLock(Protocol):
-    """What entering a login lock gives: `held`, or False when `ready()` let the waiter go."""
-
-    @property
-    def held(self) -> bool: ...
-
-    @property
-    def fence(self) -> int:
-        """The number `save` needs; raises RuntimeError when the lock is not held."""
-        ...
-
-
-class SharedStore(Protocol):
-    """A token store several processes reach, with single-flight logins across them.
-
-    Every failure to reach it raises `StoreUnavailable`. `save(fence=...)` must not let a holder
-    whose lock was taken over overwrite the token of the holder after it; `delete(if_token=...)`
-    forgets the grant only while its `token` is still that one.
-    """
-
-    async def load(self, key: str) -> Grant | None: ...
-
-    async def save(self, key: str, grant: Grant, *, fence: int) -> bool: ...
-
-    async def delete(self, key: str, *, if_token: str | None = None) -> bool: ...
-
-    def login_lock(
-        self, key: str, *, lease: float = ..., ready: Ready | None = None
-    ) -> AbstractAsyncContextManager[HeldLock]: ...
-
-    async def ping(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +79,6 @@ class SharedTokens:
     async def forget(self, key: str, token: str) -> None:
         """The upstream refused `token`: no process should pick it up from the store again."""
         await self._store.delete(key, if_token=token)
-
-    async def available(self) -> bool:
-        return await self._store.ping()
 
 
 def _lives_longer(a: Grant, b: Grant) -> bool:

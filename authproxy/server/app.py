@@ -23,6 +23,7 @@ from aiohttp import web
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
 from authproxy.auth.manager import TokenManager
+from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
 from authproxy.config.gateway_block import is_loopback, refuse_unsafe_start, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
@@ -49,7 +50,6 @@ from authproxy.stores.file import (
     EPHEMERAL_NAME_KEY,
     FileStore,
     MemoryStore,
-    TokenStore,
     cipher_for,
     name_key_for,
     open_store,

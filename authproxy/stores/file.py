@@ -31,11 +31,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
 
 import structlog
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
+from authproxy.auth.ports import TokenStore
 from authproxy.crypto import Cipher, NullCipher, TokenCipher, seal, unseal
 from authproxy.settings import Route, TokenStoreSettings
 from authproxy.tasks import Tasks
@@ -104,18 +104,6 @@ def _name_material(route: Route) -> bytes:
 @functools.lru_cache(maxsize=256)
 def _slow_digest(material: bytes) -> str:
     return hashlib.pbkdf2_hmac("sha256", material, _NAME_CONTEXT, NAME_ROUNDS, dklen=16).hex()
-
-
-class TokenStore(Protocol):
-    def load(self, key: str) -> Grant | None: ...
-
-    def save(self, key: str, grant: Grant) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-    async def close(self) -> None:
-        """Write whatever is still pending."""
-        ...
 
 
 class MemoryStore:

@@ -38,8 +38,8 @@ from types import TracebackType
 
 import structlog
 
-from authproxy.auth.flow import Grant
-from authproxy.auth.shared import Ready
+from authproxy.auth.grant import Grant
+from authproxy.auth.ports import Ready
 from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
 from authproxy.stores.file import UNREADABLE, read_grants, write_grants

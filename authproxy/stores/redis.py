@@ -45,7 +45,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
 from authproxy.secrets import REGISTRY

@@ -11,7 +11,6 @@ import pytest
 
 from authproxy.auth.flow import (
     Flow,
-    Grant,
     HttpCall,
     HttpReply,
     adopt_from_response,
@@ -20,6 +19,7 @@ from authproxy.auth.flow import (
     refresh_flow,
     static_grant,
 )
+from authproxy.auth.grant import Grant
 from authproxy.auth.presets import PRESETS
 from authproxy.errors import LoginRejected, LoginUnavailable
 from authproxy.secrets import REGISTRY, Secret

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import pytest
 from multidict import CIMultiDict
 
-from authproxy.auth.flow import Grant, static_grant
+from authproxy.auth.flow import static_grant
+from authproxy.auth.grant import Grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS
 from authproxy.secrets import Secret

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 import jwt
 import pytest
 
-from authproxy.auth.flow import Grant, HttpCall, HttpReply, login_flow, static_grant
+from authproxy.auth.flow import HttpCall, HttpReply, login_flow, static_grant
+from authproxy.auth.grant import Grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, PresetProblem
 from authproxy.secrets import Secret

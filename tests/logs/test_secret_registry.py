@@ -11,7 +11,7 @@ import gc
 import secrets
 from types import MappingProxyType
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.secrets import MASK, REGISTRY, SecretRegistry
 
 

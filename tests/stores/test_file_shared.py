@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.auth.shared import SharedTokens
 from authproxy.config.load import parse_settings
 from authproxy.crypto import NullCipher, TokenCipher, generate_key
@@ -91,7 +91,7 @@ WRITER = textwrap.dedent(
     """
     import asyncio, sys, time
     from types import MappingProxyType
-    from authproxy.auth.flow import Grant
+    from authproxy.auth.grant import Grant
     from authproxy.crypto import NullCipher
     from authproxy.stores.flock import FileTokenStore
 
@@ -187,7 +187,7 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys, time
     from types import MappingProxyType
-    from authproxy.auth.flow import Grant
+    from authproxy.auth.grant import Grant
     from authproxy.crypto import NullCipher
     from authproxy.stores.flock import FileTokenStore
 

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis_server import RedisServer, running_redis
 from structlog.testing import capture_logs
 
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.crypto import NullCipher, TokenCipher, generate_key
 from authproxy.errors import AuthproxyError, StoreUnavailable
 from authproxy.secrets import REGISTRY

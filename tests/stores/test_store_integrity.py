@@ -25,7 +25,7 @@ from redis_server import RedisServer, running_redis
 from structlog.testing import capture_logs
 
 from authproxy.auth.clock import ManualClock, SystemClock
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.config.load import parse_settings
 from authproxy.crypto import NullCipher, generate_key
 from authproxy.emulators import cosmic

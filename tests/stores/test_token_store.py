@@ -22,7 +22,7 @@ from authfakes import bearer, route, running_proxy, serve, settings_for
 from structlog.testing import capture_logs
 
 from authproxy.auth.clock import ManualClock
-from authproxy.auth.flow import Grant
+from authproxy.auth.grant import Grant
 from authproxy.crypto import NullCipher
 from authproxy.emulators import cosmic, cucumberstudio, emnify
 from authproxy.stores import file as tokens
