@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 from authproxy.secrets import REGISTRY
 
+# Never inject a token this close to its expiry: it would arrive expired. Capped so that a token
+# of a few seconds keeps most of its life.
+EXPIRY_LEEWAY_SHARE, EXPIRY_LEEWAY_CAP = 0.02, 5.0
+
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Grant:
@@ -29,3 +33,11 @@ class Grant:
         held = tuple(self.values.values())
         REGISTRY.hold(held)
         weakref.finalize(self, REGISTRY.release, held)
+
+    def expired(self, now: float) -> bool:
+        """Too close to its expiry to be sent (or past it); never, when the expiry is unknown."""
+        if self.expires_at is None:
+            return False
+        lifetime = max(0.0, self.expires_at - self.obtained_at)
+        leeway = min(EXPIRY_LEEWAY_CAP, lifetime * EXPIRY_LEEWAY_SHARE)
+        return now >= self.expires_at - leeway

@@ -16,10 +16,13 @@ the client as a 401. `LifetimeLearner` watches the age at which each token is fi
   framework's `get_or_create`). Renewing early cannot help there: `sticky` is set once a login
   returns the token already held, and renewal then waits for the learned death instead.
 
-Pure and clock-free: the manager passes ages in seconds.
+Pure and clock-free: the manager passes times in POSIX seconds.
 """
 
 from __future__ import annotations
+
+from authproxy.auth.expiry import renew_deadline
+from authproxy.auth.grant import Grant
 
 SIMILAR = 0.75
 
@@ -51,3 +54,35 @@ class LifetimeLearner:
         if self.learned is not None and age > self.learned:
             self.learned = None
             self._deaths.clear()
+
+    def renewed(self, previous: Grant, grant: Grant, now: float) -> Grant:
+        """`grant`, which replaced `previous` while it was still held (a renewal before any
+        refusal): the same token answered again keeps its age, and marks the server sticky."""
+        token = grant.values.get("token")
+        if token is None or token != previous.values.get("token"):
+            self.replaced()
+            return grant
+        if grant.expires_at is not None:
+            return grant  # its announced expiry says how long it lives
+        self.sticky = True
+        self.accepted(now - previous.obtained_at)
+        return Grant(grant.values, None, previous.obtained_at)
+
+    def deadline(self, grant: Grant, renew_at: float, jitter: float) -> float | None:
+        """When to renew `grant`: `renew_at` of its lifetime, announced or learned; None: never
+        ahead of a refusal."""
+        expires = grant.expires_at
+        if expires is None and self.learned is not None:
+            if self.sticky:
+                # A login before the token dies gets the same token back: renew at its death.
+                return grant.obtained_at + self.learned
+            expires = grant.obtained_at + self.learned
+        return renew_deadline(grant.obtained_at, expires, renew_at, jitter)
+
+    def lifted_by(self, grant: Grant, now: float) -> bool:
+        """`grant` was accepted now: True when that drops the learned lifetime."""
+        if grant.expires_at is not None or self.learned is None:
+            return False
+        before = self.learned
+        self.accepted(now - grant.obtained_at)
+        return self.learned != before

@@ -1,6 +1,7 @@
 """What auth needs from storage, as protocols; `stores/` implements them and never calls auth.
 
-Two ports, because two kinds of store exist:
+`Answer` is what it reads of the upstream's answers (the proxy's own response type fits it).
+Two storage ports, because two kinds of store exist:
 - `TokenStore`: this process's own copy of each route's grant (memory, or a file that survives
   restarts). Synchronous: a dict read on the hot path; writes may go behind.
 - `SharedStore`: a store several processes reach (the workers' token file, Redis), with one login
@@ -10,13 +11,25 @@ Two ports, because two kinds of store exist:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from authproxy.auth.grant import Grant
 
 Acceptable = Callable[[Grant], bool]
+
+
+class Answer(Protocol):
+    """What auth reads of an upstream's answer to a forwarded request."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 Ready = Callable[[], Awaitable[bool]]
 
 

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from authproxy.auth.manager import TokenManager
+from authproxy.auth.stats import TokenStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UPSTREAM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -33,12 +33,12 @@ _BUCKET_NAMES = [*(_le(bound) for bound in UPSTREAM_BUCKETS), "+Inf"]
 
 
 class TokenCollector(Collector):
-    """Logins, refreshes and seconds left, straight from each route's token manager."""
+    """Logins, refreshes and seconds left, from each route's token snapshot at scrape time."""
 
     def __init__(
-        self, managers: Callable[[], Mapping[str, TokenManager]], now: Callable[[], float]
+        self, tokens: Callable[[], Mapping[str, TokenStatus]], now: Callable[[], float]
     ) -> None:
-        self._managers = managers
+        self._tokens = tokens
         self._now = now
 
     def collect(self) -> Iterator[Metric]:
@@ -54,14 +54,13 @@ class TokenCollector(Collector):
             labels=["route"],
         )
         now = self._now()
-        for route, manager in self._managers().items():
-            for outcome, count in manager.stats.login_outcomes.items():
+        for route, token in self._tokens().items():
+            for outcome, count in token.login_outcomes.items():
                 logins.add_metric([route, outcome], count)
-            for outcome, count in manager.stats.refresh_outcomes.items():
+            for outcome, count in token.refresh_outcomes.items():
                 refreshes.add_metric([route, outcome], count)
-            grant = manager.current_grant
-            if grant is not None and grant.expires_at is not None:
-                expiry.add_metric([route], grant.expires_at - now)
+            if token.expires_at is not None:
+                expiry.add_metric([route], token.expires_at - now)
         yield logins
         yield refreshes
         yield expiry
@@ -140,9 +139,9 @@ class Metrics:
         self.in_flight = self._collector.in_flight
 
     def watch_tokens(
-        self, managers: Callable[[], Mapping[str, TokenManager]], now: Callable[[], float]
+        self, tokens: Callable[[], Mapping[str, TokenStatus]], now: Callable[[], float]
     ) -> None:
-        self.registry.register(TokenCollector(managers, now))
+        self.registry.register(TokenCollector(tokens, now))
 
     def request_done(
         self, route: str | None, client: str | None, status: int, upstream_ms: float | None

@@ -8,12 +8,12 @@ back chunk by chunk as it arrives, so Server-Sent Events and long polls flow and
 from __future__ import annotations
 
 import time
-from dataclasses import InitVar, dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from aiohttp import ClientSession, ClientTimeout, web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.errors import RequestBodyTimeout, UpstreamTimeout, UpstreamUnavailable
@@ -29,7 +29,6 @@ from authproxy.proxy.websocket import DEFAULT_MESSAGE_LIMIT, is_websocket_upgrad
 from authproxy.settings import Route
 from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
 from authproxy.upstream.http1 import InvalidRequestHead
-from authproxy.upstream.pool import origin_client_of
 from authproxy.upstream_errors import ClientBodyStalled, TimedOut, UpstreamFailure
 
 log = structlog.get_logger("authproxy.proxy.forward")
@@ -41,55 +40,61 @@ WHOLE_LIMIT = 64 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
-class RouteAuth(Protocol):
-    """What the hot path needs from a route's auth: a credential, headers, and feedback."""
+G = TypeVar("G")
+
+
+class RouteAuth(Protocol[G]):
+    """What the hot path needs from a route's auth, typed by its credential `G` (a grant).
+
+    On the fresh path a request makes two calls: `authorize` before it is sent and `answered`
+    after. A refusal adds `reauthorize` and a second `answered` for the replay.
+    """
 
     @property
-    def request_headers(self) -> frozenset[str]: ...
+    def request_headers(self) -> frozenset[str]:
+        """Lower-case names the route sets itself: client copies never go upstream."""
+        ...
 
     @property
-    def response_headers(self) -> frozenset[str]: ...
+    def response_headers(self) -> frozenset[str]:
+        """Lower-case names never passed back to the client."""
+        ...
 
-    async def acquire(self) -> object: ...
+    async def authorize(self, headers: CIMultiDict[str]) -> G:
+        """A credential for one request, its headers set on `headers`."""
+        ...
 
-    def inject(self, headers: CIMultiDict[str], grant: object) -> None: ...
+    def answered(self, grant: G, answer: UpstreamResponse, *, replayed: bool = False) -> bool:
+        """The upstream answered a request sent with `grant`; True: it refused the credential."""
+        ...
 
-    def rejects(self, status: int) -> bool: ...
-
-    async def after_rejection(self, grant: object) -> object | None: ...
-
-    def answered(
-        self,
-        grant: object,
-        status: int,
-        headers: CIMultiDictProxy[str],
-        *,
-        replayed: bool = False,
-    ) -> None: ...
+    async def reauthorize(self, grant: G, headers: CIMultiDict[str]) -> G | None:
+        """After a refusal: a new credential set on `headers` to replay with, or None."""
+        ...
 
 
 @dataclass(slots=True)
-class RouteRuntime:
-    """A route with everything its requests need, prepared once at start."""
+class RouteRuntime(Generic[G]):
+    """A route with everything its requests need, prepared once at start.
+
+    `client` is the lean client of the route's origin: requests go through it; `session` (the
+    same origin's aiohttp session) serves WebSocket upgrades.
+    """
 
     route: Route
     session: ClientSession
+    client: OriginClient
     timeout: ClientTimeout
     rewriter: LocationRewriter
-    auth: RouteAuth | None = None
+    auth: RouteAuth[G] | None = None
     drop_request: frozenset[str] = field(default_factory=frozenset)
     drop_response: frozenset[str] = field(default_factory=frozenset)
     bodies: BodyLimits = field(default_factory=BodyLimits)
     websocket_message: int = DEFAULT_MESSAGE_LIMIT  # limits.websocket_message
-    # The lean client of the session's origin (`UpstreamPool.client`): requests go through it,
-    # the session serves WebSocket upgrades. Found through the session when not given.
-    origin_client: InitVar[OriginClient | None] = None
-    client: OriginClient = field(init=False)
     # Lower-case response header names never passed to the client on this route.
     response_removed: frozenset[str] = field(init=False)
 
-    def __post_init__(self, origin_client: OriginClient | None) -> None:
-        self.client = origin_client or origin_client_of(self.session)
+    def __post_init__(self) -> None:
         self.response_removed = response_removal(self.drop_response)
 
 
@@ -113,7 +118,7 @@ class Exchange:
 
 
 async def forward(
-    request: web.BaseRequest, runtime: RouteRuntime, url: URL, exchange: Exchange
+    request: web.BaseRequest, runtime: RouteRuntime[G], url: URL, exchange: Exchange
 ) -> web.StreamResponse:
     drop = runtime.drop_request | exchange.strip if exchange.strip else runtime.drop_request
     headers = upstream_request_headers(request.headers, drop)
@@ -121,10 +126,7 @@ async def forward(
         add_forwarded(headers, request.remote, request.scheme, request.host)
     headers["X-Request-Id"] = exchange.request_id
     auth = runtime.auth
-    grant: object = None
-    if auth is not None:
-        grant = await auth.acquire()
-        auth.inject(headers, grant)
+    grant = None if auth is None else await auth.authorize(headers)
     if is_websocket_upgrade(request):
         exchange.status = 101
         return await proxy_websocket(request, runtime, url, headers, exchange)
@@ -135,26 +137,18 @@ async def forward(
     target = url.raw_path_qs
     started = time.perf_counter()
     upstream = await _send(runtime, request.method, target, headers, body)
-    replayed = False
     try:
-        if (
-            auth is not None
-            and auth.rejects(upstream.status)
-            and not isinstance(body, StreamedBody)
-        ):
-            # The token was refused: renew it once and replay, with headers rebuilt from
-            # scratch. None means no new token is worth a login now; the client then gets
-            # this answer.
-            renewed = await auth.after_rejection(grant)
-            if renewed is not None:
-                upstream.release()
-                grant = renewed
-                auth.inject(headers, grant)
-                upstream = await _send(runtime, request.method, target, headers, body)
-                replayed = True
+        if auth is not None and grant is not None:
+            refused = auth.answered(grant, upstream)
+            if refused and not isinstance(body, StreamedBody):
+                # Renew the credential once and replay, headers rebuilt; None: no new one is
+                # worth a login now, and the client gets this answer.
+                renewed = await auth.reauthorize(grant, headers)
+                if renewed is not None:
+                    upstream.release()
+                    upstream = await _send(runtime, request.method, target, headers, body)
+                    auth.answered(renewed, upstream, replayed=True)
         exchange.upstream_ms = (time.perf_counter() - started) * 1000
-        if auth is not None:
-            auth.answered(grant, upstream.status, upstream.headers, replayed=replayed)
         return await _relay(request, runtime, upstream, exchange)
     finally:
         upstream.release()  # whatever happened: the connection goes back to the pool or closes
@@ -164,7 +158,7 @@ async def forward(
 
 
 async def _send(
-    runtime: RouteRuntime, method: str, target: str, headers: CIMultiDict[str], body: RequestBody
+    runtime: RouteRuntime[G], method: str, target: str, headers: CIMultiDict[str], body: RequestBody
 ) -> UpstreamResponse:
     route = runtime.route
     try:
@@ -181,7 +175,10 @@ async def _send(
 
 
 async def _relay(
-    request: web.BaseRequest, runtime: RouteRuntime, upstream: UpstreamResponse, exchange: Exchange
+    request: web.BaseRequest,
+    runtime: RouteRuntime[G],
+    upstream: UpstreamResponse,
+    exchange: Exchange,
 ) -> web.StreamResponse:
     head = upstream.head
     out = passed_downstream(head.headers, head.lowered, head.connection, runtime.response_removed)

@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
+from authproxy.auth.grant import Grant
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
+from authproxy.auth.stats import TokenStatus
 from authproxy.config.gateway_block import is_loopback, refuse_unsafe_start, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import (
@@ -103,13 +106,13 @@ class Proxy:
         self.clock: Clock = clock or SystemClock()
         self._store = store
         self.managers: dict[str, TokenManager] = {}
-        self._runtimes: dict[str, RouteRuntime] = {}
+        self._runtimes: dict[str, RouteRuntime[Grant]] = {}
         self.gate = ClientGate(settings.clients)
         # One budget for every buffered replay body of this process (limits.replay_buffer_total).
         self.replay_budget = ReplayBudget(settings.replay_buffer_total)
         self.browsers = BrowserGuard(settings, settings.listen.port)
         self.metrics = Metrics()
-        self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
+        self.metrics.watch_tokens(self.token_statuses, self.clock.now)
         # Probes stay open; what describes the upstream accounts and the clients needs an admin
         # client's key when clients are configured.
         self._open_own: dict[str, OwnHandler] = {
@@ -131,8 +134,10 @@ class Proxy:
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
 
-    def runtime(self, route_name: str) -> RouteRuntime:
-        return self._runtimes[route_name]
+    def token_statuses(self) -> dict[str, TokenStatus]:
+        """Each route's token snapshot: all the gateway's endpoints ever see of auth."""
+        now = self.clock.now()
+        return {name: manager.status(now) for name, manager in self.managers.items()}
 
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
@@ -232,7 +237,7 @@ class Proxy:
         """
         assert self._pool is not None
         managers: dict[str, TokenManager] = {}
-        runtimes: dict[str, RouteRuntime] = {}
+        runtimes: dict[str, RouteRuntime[Grant]] = {}
         for route in settings.routes:
             self._pool.add(route)
             auth = self._manager_for(route, previous.get(route.name))
@@ -249,17 +254,17 @@ class Proxy:
 
     def _runtime_for(
         self, route: Route, auth: TokenManager | None, settings: Settings
-    ) -> RouteRuntime:
+    ) -> RouteRuntime[Grant]:
         assert self._pool is not None
         return RouteRuntime(
             route=route,
             session=self._pool.session(route.name),
+            client=self._pool.client(route.name),
             timeout=timeout_for(route),
             rewriter=LocationRewriter(
                 str(route.upstream.origin()), route.upstream.raw_path.rstrip("/"), route.prefix
             ),
             auth=auth,
-            origin_client=self._pool.client(route.name),
             drop_request=auth.request_headers if auth else frozenset(),
             # The proxy answers CORS itself (gateway/browser.py): the upstream's never passes.
             drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
@@ -319,7 +324,7 @@ class Proxy:
     async def _warm(self, manager: TokenManager) -> None:
         # A failure is logged by the manager, and requests will get the 502 with its reason.
         with contextlib.suppress(UpstreamError):
-            await manager.acquire()
+            await manager.authorize(CIMultiDict())
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, close all."""
@@ -484,13 +489,13 @@ class Proxy:
         return web.json_response({"status": "ok"})
 
     async def _ready(self, _request: web.BaseRequest) -> web.StreamResponse:
-        failing = readiness_failures(self.managers, self.clock.now())
+        failing = readiness_failures(self.token_statuses())
         if failing:
             return web.json_response({"status": "not ready", "routes": failing}, status=503)
         return web.json_response({"status": "ready"})
 
     async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
-        document = status_document(self.settings, self.managers, self.clock.now())
+        document = status_document(self.settings, self.token_statuses(), self.clock.now())
         # For watching a long-running process: tasks that pile up are a leak (see bench/soak.py).
         document["process"] = {"pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
         if "text/html" in request.headers.get("Accept", ""):
