@@ -1,4 +1,4 @@
-"""Tokens at rest, encrypted: a Fernet cipher, an identity cipher, and seal/unseal for documents.
+"""Tokens at rest, encrypted: a Fernet cipher and an identity cipher.
 
 A store shared by a team (Redis) or left on a laptop (the token file) holds live bearer tokens, so
 with a key configured they are written as Fernet tokens (AES-128-CBC + HMAC-SHA256, with a
@@ -11,7 +11,6 @@ redaction registry on parse, and errors describe the expected shape, never the i
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Protocol
 
@@ -86,21 +85,3 @@ class NullCipher:
 def generate_key() -> str:
     """A fresh random key, as `authproxy keygen` prints it."""
     return Fernet.generate_key().decode("ascii")
-
-
-def seal(document: dict[str, object], cipher: Cipher) -> str:
-    """`document` as JSON, encrypted; ASCII text either way (JSON escapes non-ASCII, and Fernet
-    tokens are url-safe base64), so it fits a JSON file or a Redis string unchanged."""
-    plaintext = json.dumps(document, separators=(",", ":")).encode("ascii")
-    return cipher.encrypt(plaintext).decode("ascii")
-
-
-def unseal(text: str, cipher: Cipher) -> dict[str, object] | None:
-    """The document `seal` wrote, or None when it cannot be decrypted or is not a JSON object."""
-    try:
-        plaintext = cipher.decrypt(text.encode())
-        document = json.loads(plaintext) if plaintext is not None else None
-    # ValueError covers bad JSON and undecodable bytes; RecursionError, absurd nesting.
-    except (ValueError, RecursionError):
-        return None
-    return document if isinstance(document, dict) else None

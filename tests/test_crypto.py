@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.crypto import KEY_ERROR, NullCipher, TokenCipher, generate_key, seal, unseal
+from authproxy.crypto import KEY_ERROR, NullCipher, TokenCipher, generate_key
 from authproxy.secrets import REGISTRY
+from authproxy.stores.codec import seal, unseal
 
 DOCUMENT: dict[str, object] = {"values": {"token": "tok-3f9a1c"}, "expires_at": 1.5}
 

@@ -15,7 +15,9 @@ from typing import Any
 from authproxy.gateway.status import iso
 from authproxy.secrets import masked
 from authproxy.settings import Settings
-from authproxy.stores.file import FileStore, name_key_for, open_store, store_key
+from authproxy.stores import open_store
+from authproxy.stores.file import FileStore
+from authproxy.stores.names import name_key_for, store_key
 
 
 def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -49,17 +49,12 @@ from authproxy.proxy.request_body import BodyLimits, ReplayBudget
 from authproxy.proxy.routes import AmbiguousPath, RouteTable, UnsafePath
 from authproxy.server.protocol import ProxyHttpServer, close_after_answer
 from authproxy.settings import Route, Settings
-from authproxy.stores.file import (
-    EPHEMERAL_NAME_KEY,
-    FileStore,
-    MemoryStore,
-    cipher_for,
-    name_key_for,
-    open_store,
-    store_key,
-    warn_if_shared_directory,
-)
+from authproxy.stores import open_store
+from authproxy.stores.codec import cipher_for
+from authproxy.stores.file import FileStore, warn_if_shared_directory
 from authproxy.stores.flock import FileTokenStore
+from authproxy.stores.memory import MemoryStore
+from authproxy.stores.names import EPHEMERAL_NAME_KEY, name_key_for, store_key
 from authproxy.tasks import Tasks
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 

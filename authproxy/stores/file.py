@@ -1,4 +1,4 @@
-"""Where tokens rest between requests and restarts: in memory, or in a JSON file.
+"""Tokens in a JSON file that survives restarts, for one process.
 
 The file holds tokens only, never passwords, under names made of the route name and a keyed hash
 of its upstream and credentials (`store_key`), so changed credentials never pick up a stale token,
@@ -17,110 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
-import hmac
-import json
-import math
 import os
-import secrets
 import stat
 import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 import structlog
 
 from authproxy.auth.grant import Grant
-from authproxy.auth.ports import TokenStore
-from authproxy.crypto import Cipher, NullCipher, TokenCipher, seal, unseal
-from authproxy.settings import Route, TokenStoreSettings
+from authproxy.crypto import Cipher, NullCipher
+from authproxy.stores.codec import BAD_GRANT, grant_from_document, grant_to_document, seal, unseal
+from authproxy.stores.memory import MemoryStore
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.stores.file")
 
 FILE_VERSION = 1
 WRITE_INTERVAL = 1.0
-
-# A sealed grant's format (`seal_grant`); a value of another version reads as absent.
-GRANT_VERSION = 2
-# Stored times outside this span around now are tampering or corruption, never a real token: an
-# `expires_at` of 1e308 would pin a token forever, and Infinity breaks every date shown for it.
-TEN_YEARS = 10 * 365.25 * 24 * 3600
-# How far another replica's clock may run ahead of ours when it stamps `obtained_at`.
-CLOCK_SKEW = 300.0
-
-# Names of tokens that never leave this process (the memory store): any key will do.
-EPHEMERAL_NAME_KEY = secrets.token_bytes(32)
-_NAME_CONTEXT = b"authproxy token store names v2"
-NAME_ROUNDS = 100_000  # PBKDF2 rounds for names without a key: about 50 ms on a laptop core
-
-
-def name_key_for(settings: TokenStoreSettings) -> bytes | None:
-    """The key that names tokens in a store with `token_store_key`; None without one.
-
-    Derived from the Fernet key rather than being it, so neither use can weaken the other.
-    """
-    if settings.key is None:
-        return None
-    return hmac.new(settings.key.reveal().encode(), _NAME_CONTEXT, hashlib.sha256).digest()
-
-
-def store_key(route: Route, name_key: bytes | None) -> str:
-    """`<route>:<digest>`, the name of the route's token: a new upstream, preset or credential
-    gives a new name.
-
-    The digest covers the credentials, and names are readable by whoever reads the store, so it
-    must not be a fast unkeyed hash: that lets anyone who can list Redis keys test password guesses
-    offline. With a key (`name_key_for`) it is HMAC-SHA256; a guess then needs the key. Without
-    one it is PBKDF2-HMAC-SHA256: a salt kept beside the names would be read along with them, so
-    what prices each guess is the work (~50 ms), paid here once per route and process (cached).
-    Not scrypt: its 16 MiB of working memory stay in the process for good (OpenSSL's allocator
-    keeps them), a sixth of a sidecar's footprint for a name.
-    A key rotation can try the names of several keys: this is a function of (route, key).
-    """
-    material = _name_material(route)
-    if name_key is None:
-        digest = _slow_digest(material)
-    else:
-        digest = hmac.new(name_key, material, hashlib.sha256).hexdigest()
-    return f"{route.name}:{digest[:32]}"
-
-
-def _name_material(route: Route) -> bytes:
-    auth = route.auth
-    credentials: list[tuple[str, str]] = []
-    preset = None
-    if auth is not None:
-        preset = auth.preset or "custom"
-        credentials = [(name, auth.credentials[name].reveal()) for name in sorted(auth.credentials)]
-    # JSON keeps the parts apart: no credential value can pass for a separator.
-    return json.dumps([str(route.upstream), preset, credentials]).encode()
-
-
-@functools.lru_cache(maxsize=256)
-def _slow_digest(material: bytes) -> str:
-    return hashlib.pbkdf2_hmac("sha256", material, _NAME_CONTEXT, NAME_ROUNDS, dklen=16).hex()
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self._grants: dict[str, Grant] = {}
-
-    def load(self, key: str) -> Grant | None:
-        return self._grants.get(key)
-
-    def save(self, key: str, grant: Grant) -> None:
-        self._grants[key] = grant
-
-    def delete(self, key: str) -> None:
-        self._grants.pop(key, None)
-
-    async def close(self) -> None:
-        return None
 
 
 class FileStore(MemoryStore):
@@ -279,75 +195,6 @@ def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> Non
         raise
 
 
-def grant_to_document(grant: Grant) -> dict[str, object]:
-    return {
-        "values": dict(grant.values),
-        "expires_at": grant.expires_at,
-        "obtained_at": grant.obtained_at,
-    }
-
-
-# What `grant_from_document` raises for an entry it refuses; the text names the field.
-BAD_GRANT = (KeyError, TypeError, ValueError)
-
-
-def grant_from_document(entry: object, now: float) -> Grant:
-    """The grant `grant_to_document` wrote; raises one of `BAD_GRANT` for anything else.
-
-    Times are checked against `now` (POSIX seconds): finite, and within ten years of it;
-    `obtained_at` no later than now, give or take another replica's clock.
-    """
-    if not isinstance(entry, dict):
-        raise TypeError("entry")
-    values = entry["values"]
-    if not isinstance(values, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
-    ):
-        raise TypeError("values")
-    expires_at = entry["expires_at"]
-    if expires_at is not None:
-        expires_at = _stored_time(expires_at, "expires_at", now - TEN_YEARS, now + TEN_YEARS)
-    obtained_at = _stored_time(
-        entry["obtained_at"], "obtained_at", now - TEN_YEARS, now + CLOCK_SKEW
-    )
-    return Grant(MappingProxyType(dict(values)), expires_at, obtained_at)
-
-
-def _stored_time(value: object, field: str, earliest: float, latest: float) -> float:
-    # bool is an int to Python, but `true` is no time; NaN and Infinity fail `isfinite`.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(field)
-    if not (math.isfinite(value) and earliest <= value <= latest):
-        raise ValueError(field)
-    return float(value)
-
-
-def seal_grant(name: str, grant: Grant, cipher: Cipher) -> str:
-    """`grant` sealed with the name it is stored under and the format version.
-
-    A Redis writer without the key can still move a sealed value from one name to another (one
-    route's token to another route's upstream); the name inside then no longer matches, and
-    `open_grant` refuses it. The expiry is inside too: it cannot be extended from outside.
-    """
-    return seal({"v": GRANT_VERSION, "key": name, "grant": grant_to_document(grant)}, cipher)
-
-
-def open_grant(name: str, text: str, cipher: Cipher, now: float) -> Grant | None:
-    """The grant `seal_grant` sealed under `name`; None for anything else: another key, another
-    name, another version (an older proxy's entry: one login replaces it), impossible values."""
-    document = unseal(text, cipher)
-    if document is None or document.get("v") != GRANT_VERSION or document.get("key") != name:
-        return None
-    try:
-        return grant_from_document(document.get("grant"), now)
-    except BAD_GRANT:
-        return None
-
-
-def cipher_for(settings: TokenStoreSettings) -> Cipher:
-    return NullCipher() if settings.key is None else TokenCipher.from_key(settings.key.reveal())
-
-
 def warn_if_shared_directory(directory: Path) -> None:
     """Warn when others may write to the token file's directory: they could replace the file, or
     put a symlink where a lock file will be created (file_shared refuses to follow one)."""
@@ -361,33 +208,3 @@ def warn_if_shared_directory(directory: Path) -> None:
             path=str(directory),
             mode=f"{stat.S_IMODE(mode):04o}",
         )
-
-
-def open_store(settings: TokenStoreSettings, tasks: Tasks | None = None) -> TokenStore:
-    """The configured local store; an unwritable file falls back to memory with a warning.
-
-    With a shared (Redis) store, each process keeps its own copy in memory. `tasks`: writes go
-    behind, coalesced, as a running proxy needs (see `FileStore`).
-    """
-    if settings.kind in ("memory", "redis") or settings.path is None:
-        return MemoryStore()
-    store = FileStore(settings.path, cipher_for(settings), tasks)
-    try:
-        store.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = tempfile.NamedTemporaryFile(dir=store.path.parent, prefix=".probe-")  # noqa: SIM115
-        probe.close()
-    except OSError as error:
-        if settings.explicit:
-            log.warning(
-                "token store directory is not writable; tokens will not survive a restart",
-                path=settings.path,
-                error=type(error).__name__,
-            )
-        else:
-            log.warning(
-                "default token store is not writable; keeping tokens in memory",
-                path=settings.path,
-                error=type(error).__name__,
-            )
-        return store.in_memory()
-    return store

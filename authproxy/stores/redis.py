@@ -49,7 +49,7 @@ from authproxy.auth.grant import Grant
 from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
 from authproxy.secrets import REGISTRY
-from authproxy.stores.file import open_grant, seal_grant
+from authproxy.stores.codec import open_grant, seal_grant
 
 log = structlog.get_logger("authproxy.stores.redis")
 

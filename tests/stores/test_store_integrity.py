@@ -31,8 +31,9 @@ from authproxy.crypto import NullCipher, generate_key
 from authproxy.emulators import cosmic
 from authproxy.errors import StoreUnavailable
 from authproxy.settings import Settings
-from authproxy.stores.file import FileStore, name_key_for, store_key
+from authproxy.stores.file import FileStore
 from authproxy.stores.flock import FileTokenStore
+from authproxy.stores.names import name_key_for, store_key
 
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
 UNUSABLE = (

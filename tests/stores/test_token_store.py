@@ -26,7 +26,8 @@ from authproxy.auth.grant import Grant
 from authproxy.crypto import NullCipher
 from authproxy.emulators import cosmic, cucumberstudio, emnify
 from authproxy.stores import file as tokens
-from authproxy.stores.file import FileStore, store_key
+from authproxy.stores.file import FileStore
+from authproxy.stores.names import store_key
 
 PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
