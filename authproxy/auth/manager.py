@@ -166,7 +166,7 @@ class TokenManager:
             elif status < 400:
                 self._refusals.replay_accepted(current=current)
         elif current and status < 400:
-            self._refusals.accepted_on_first_send()
+            self._refusals.accepted()
         if current and status < 400 and self.lifetimes.lifted_by(grant, self._clock.now()):
             log.info("a token outlived the learned lifetime; learning it again", route=self.route)
             self._renew_at = self._renew_deadline(grant)

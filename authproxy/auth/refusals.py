@@ -57,14 +57,14 @@ class RefusalEvidence:
         self._hold(now)
         return False
 
-    def accepted_on_first_send(self) -> None:
-        """The current token worked on a request that was not a replay."""
+    def accepted(self) -> None:
+        """The current token worked (on a request that was not a replay)."""
+        # A single retry left open (its replay never came back, or its login failed) is settled
+        # by any token that works; a backoff that has grown is not: only a replay that succeeds
+        # ends that one, so a path that always refuses cannot reset it with other requests.
+        if self._fresh_refusals == 1:
+            self._fresh_refusals = 0
         if self.unproven:
-            # A token this process just obtained worked on its first use. That settles a single
-            # retry after a refusal that was left open (its replay never came back), but not a
-            # backoff that has grown: only a replay that succeeds ends that one.
-            if not self.suspect and self._fresh_refusals == 1:
-                self._fresh_refusals = 0
             self.unproven = self.suspect = False
 
     def replay_refused(self, *, current: bool, now: float) -> None:

@@ -17,6 +17,7 @@ from authfakes import Emulator, RunningProxy, route, running_proxy, serve, setti
 
 from authproxy.auth.clock import ManualClock
 from authproxy.auth.lifetimes import LifetimeLearner
+from authproxy.auth.refusals import RefusalEvidence
 from authproxy.emulators import cosmic, crux, cucumberstudio
 from authproxy.server.app import Proxy
 
@@ -286,3 +287,35 @@ async def test_workers_sharing_a_store_keep_their_own_session_once_the_upstream_
                 async with http.get(f"{bases[index]}/cs/api/after/{number}") as reply:
                     assert reply.status == 200
             assert emu.state.logins <= 4
+
+
+# ---- the refusal rules on their own ------------------------------------------------------------
+
+
+def test_a_first_use_refusal_gets_one_retry_and_a_working_token_reopens_it() -> None:
+    evidence = RefusalEvidence("r")
+    evidence.installed(fresh=True)
+    assert evidence.ends(now=0.0)  # refused on its first use: one more login and a replay
+    evidence.installed(fresh=True)
+    evidence.accepted()  # that replay never came back, but the new token works
+    evidence.installed(fresh=True)
+    assert evidence.ends(now=1.0)  # so the next first-use refusal gets its retry again
+    assert not evidence.holding(1.0)
+
+
+def test_a_path_that_always_refuses_keeps_its_backoff_growing_whatever_else_works() -> None:
+    evidence = RefusalEvidence("r")
+    evidence.installed(fresh=False)
+    waits = []
+    now = 0.0
+    for _ in range(5):
+        assert evidence.ends(now)  # the token worked elsewhere: stale, log in and replay
+        evidence.installed(fresh=True)
+        evidence.replay_refused(current=True, now=now)  # the replay is refused too
+        evidence.accepted()  # other paths keep working with the new token
+        assert evidence.holding(now)
+        start = now
+        while evidence.holding(now):
+            now += 0.5
+        waits.append(now - start)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0]
