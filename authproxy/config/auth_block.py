@@ -18,6 +18,7 @@ from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, Preset, PresetProblem
 from authproxy.auth.templates import compile_template
 from authproxy.config.node import Node, did_you_mean, unknown
+from authproxy.http_syntax import is_token
 from authproxy.secrets import REGISTRY, Secret
 from authproxy.settings import (
     EMPTY,
@@ -47,7 +48,6 @@ EXPIRY_SOURCES: tuple[str, ...] = get_args(ExpirySource)
 _NO_FLOW = AuthSpec(None, MappingProxyType({}), None, (), ExpirySpec("none"), InjectSpec())
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a template placeholder can name
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2: header names and methods
 
 
 def parse_auth(node: Node) -> AuthSpec | None:
@@ -193,7 +193,7 @@ def _request(node: Node, names: set[str], extra_keys: tuple[str, ...] = ()) -> R
     if not node.keys((*REQUEST_KEYS, *extra_keys)):
         return None
     method = node.child("method").string("POST", secret=False).upper()
-    if not _TOKEN.fullmatch(method):
+    if not is_token(method):
         node.child("method").problem("not an HTTP method")
     path = node.child("path").string(required=True)
     if path is not None and not path.startswith("/"):
@@ -322,7 +322,7 @@ def _templates(
     """A mapping of templates, each compiled and checked to read only `names`."""
     templates: dict[str, str] = {}
     for key, child in node.pairs():
-        if header_names and not _TOKEN.fullmatch(key):
+        if header_names and not is_token(key):
             child.problem("not a valid HTTP header name")
         elif (text := child.text(template=True)) and _check_template(
             child, text.value, names, optional
@@ -350,7 +350,7 @@ def _check_template(
 
 def _header_name(node: Node) -> str | None:
     name = node.string(required=True, secret=False)
-    if name is not None and not _TOKEN.fullmatch(name):
+    if name is not None and not is_token(name):
         node.problem("not a valid HTTP header name")
         return None
     return name

@@ -39,6 +39,7 @@ from authproxy.config.node import (
     register_beyond_origin,
 )
 from authproxy.errors import ConfigError, ConfigProblem
+from authproxy.http_syntax import is_token
 from authproxy.secrets import Secret
 from authproxy.settings import (
     CorsSettings,
@@ -75,7 +76,6 @@ LIMIT_KEYS = (
 )
 ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors")
 CORS_KEYS = ("origins", "methods", "headers", "max_age")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2: methods and header names
 
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
@@ -412,7 +412,7 @@ def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
         text = item.string(required=True, secret=False)
         if text is None:
             continue
-        if not _TOKEN.fullmatch(text):
+        if not is_token(text):
             item.problem(f"not {noun}")
             continue
         found.append(text.upper() if upper else text.lower())
