@@ -29,15 +29,14 @@ from authproxy.config.gateway_block import (
     redis_store,
     startup_problems,
 )
-from authproxy.config.node import (
-    Context,
-    Node,
+from authproxy.config.interpolate import (
     Shield,
     expand_home,
     home,
     reason,
     register_beyond_origin,
 )
+from authproxy.config.node import Context, Node
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.http_syntax import is_token
 from authproxy.secrets import Secret
