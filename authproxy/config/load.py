@@ -1,8 +1,8 @@
 """YAML -> frozen `Settings`, reporting every problem in one pass, each with its key path.
 
 `load_settings` reads the file (YAML that refuses duplicate keys, with `${...}` references kept as
-written, see `config_node.Shield`) and `parse_settings` walks the data. There is one small function
-per block; each reads a `config_node.Node` (a value, its dotted key path and the shared problem
+written, see `config/reader.py`) and `parse_settings` walks the data. There is one small function
+per block; each reads a `config/node.py` `Node` (a value, its dotted key path and the shared problem
 list), records what is wrong, and carries on, so one run lists everything. The auth block is in
 `config/auth_block.py`.
 
@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from yarl import URL
 
 from authproxy.config.auth_block import parse_auth
@@ -29,14 +28,9 @@ from authproxy.config.gateway_block import (
     redis_store,
     startup_problems,
 )
-from authproxy.config.interpolate import (
-    Shield,
-    expand_home,
-    home,
-    reason,
-    register_beyond_origin,
-)
+from authproxy.config.interpolate import expand_home, home, reason, register_beyond_origin
 from authproxy.config.node import Context, Node
+from authproxy.config.reader import read_yaml
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.http_syntax import is_token
 from authproxy.secrets import Secret
@@ -93,7 +87,7 @@ def load_settings(
         raise ConfigError(source, [problem]) from None
     except UnicodeDecodeError:
         raise ConfigError(source, [ConfigProblem("", "the file is not UTF-8 text")]) from None
-    data = _read_yaml(text, source)
+    data = read_yaml(text, source)
     return parse_settings(data, source=source, environ=os.environ if environ is None else environ)
 
 
@@ -448,64 +442,3 @@ def _is_host(host: str) -> bool:
         # "127.0.0.300" matches the host name pattern, but nobody means a DNS name by it.
         return bool(_HOST_NAME.fullmatch(host)) and not host.replace(".", "").isdigit()
     return True
-
-
-# ---- YAML ------------------------------------------------------------------------------------
-
-
-def _read_yaml(text: str, source: str) -> object:
-    """The parsed document, `${...}` references kept as written; `ConfigError` if not YAML."""
-    shield = Shield(text)
-    loader = _StrictLoader(shield)
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [ConfigProblem("", _yaml_message(exc, shield))]) from None
-    except (ValueError, TypeError, OverflowError):
-        # An explicit tag PyYAML cannot construct (`!!int abc`, `!!timestamp x`): no position is
-        # known, and the value itself may be a secret, so only the kind of problem is named.
-        problem = "a value with an explicit YAML tag (such as !!int) could not be read"
-        raise ConfigError(source, [ConfigProblem("", problem)]) from None
-    finally:
-        loader.dispose()
-
-
-def _yaml_message(exc: yaml.YAMLError, shield: Shield) -> str:
-    # Never str(exc): PyYAML quotes the offending source line, which may hold a literal secret.
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        # The mark counts in the shielded text; tokens differ in length from what they replace,
-        # so measure the line up to the mark in the user's text. Lines match: no token spans one.
-        column = len(shield.restore(shield.text[mark.index - mark.column : mark.index]))
-        problem = shield.restore(exc.problem or "syntax error")
-        return f"invalid YAML at line {mark.line + 1}, column {column + 1}: {problem}"
-    return "invalid YAML"
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader over shielded text: puts references back, refuses duplicate keys."""
-
-    def __init__(self, shield: Shield) -> None:
-        super().__init__(shield.text)
-        self._shield = shield
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        node = super().compose_node(parent, index)
-        # Keys are scalars too. The tag is already resolved, from the token: a string, as the
-        # reference would have been. Aliases return an anchored node again; restoring is idempotent.
-        if isinstance(node, yaml.ScalarNode):
-            node.value = self._shield.restore(node.value)
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        # PyYAML would silently let the last of two equal keys win.
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key '{key_node.value}'", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep)
