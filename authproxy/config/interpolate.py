@@ -77,7 +77,7 @@ class Text:
     """A string after `${...}` interpolation; `origin` (`literal`, `env:NAME`, ...) is printable.
 
     `substituted` holds what each reference brought in, for a reader that registers some of them
-    itself (see `_upstream` in `config/load.py`).
+    itself (see `_upstream` in `config/routes_block.py`).
     """
 
     value: str
