@@ -1,10 +1,11 @@
 """YAML -> frozen `Settings`, reporting every problem in one pass, each with its key path.
 
 `load_settings` reads the file (YAML that refuses duplicate keys, with `${...}` references kept as
-written, see `config/reader.py`) and `parse_settings` walks the data. There is one small function
-per block; each reads a `config/node.py` `Node` (a value, its dotted key path and the shared problem
-list), records what is wrong, and carries on, so one run lists everything. The routes are read in
-`config/routes_block.py`, their auth in `config/auth_block.py`.
+written, see `config/reader.py`) and `parse_settings` walks the data: the top-level keys, `listen`,
+`token_store` and `allowed_hosts` here, each other block in its own module (`limits.py`,
+`routes_block.py`, `auth_block.py`, `gateway_block.py`). Each reader takes a `Node` (a value, its
+dotted key path and the shared problem list, see `config/node.py`), records what is wrong, and
+carries on, so one run lists everything.
 
 Problem messages name keys, environment variables and files. They never hold a value that came from
 the environment or a file, and this module prints nothing.
@@ -17,7 +18,6 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from authproxy.config.gateway_block import (
     parse_clients,
@@ -26,6 +26,7 @@ from authproxy.config.gateway_block import (
     startup_problems,
 )
 from authproxy.config.interpolate import expand_home, home, reason
+from authproxy.config.limits import parse_limits, parse_upstream_block
 from authproxy.config.node import Context, Node
 from authproxy.config.reader import read_yaml
 from authproxy.config.routes_block import parse_routes
@@ -45,16 +46,6 @@ TOP_KEYS = (
     "allow_plaintext_store",
     "allowed_hosts",
     "upstream",
-)
-UPSTREAM_KEYS = ("busy_poll_us",)
-LIMIT_KEYS = (
-    "header_timeout",
-    "keepalive_timeout",
-    "max_header_size",
-    "body_timeout",
-    "max_connections",
-    "replay_buffer_total",
-    "websocket_message",
 )
 
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
@@ -89,8 +80,8 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     store_key = parse_store_key(root.child("token_store_key"))
     token_store = _token_store(root.child("token_store"), environ, store_key)
     grace = root.child("shutdown_grace").number(10.0)
-    limits = _limits(root.child("limits"))
-    busy_poll_us = _upstream_block(root.child("upstream"))
+    limits = parse_limits(root.child("limits"))
+    busy_poll_us = parse_upstream_block(root.child("upstream"))
     routes = parse_routes(root.child("routes"))
     clients = parse_clients(root.child("clients"), {route.name for route in routes})
     open_door = root.child("allow_unauthenticated").boolean(False)
@@ -174,39 +165,6 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
     if os.path.isdir(path):
         node.problem("is a directory; name a file such as tokens.json inside it")
     return TokenStoreSettings("file", path, explicit=True, key=key)
-
-
-def _limits(node: Node) -> dict[str, Any]:
-    """The `limits` block as `Settings` keyword arguments, defaults filled in."""
-    if not node.missing:
-        node.keys(LIMIT_KEYS)
-    default = Settings(ListenAddress(), ())
-    return {
-        "header_timeout": node.child("header_timeout").number(default.header_timeout),
-        "keepalive_timeout": node.child("keepalive_timeout").number(default.keepalive_timeout),
-        "max_header_size": node.child("max_header_size").integer(
-            default.max_header_size, minimum=1
-        ),
-        "body_timeout": node.child("body_timeout").number(default.body_timeout),
-        "max_connections": node.child("max_connections").integer(
-            default.max_connections, minimum=1
-        ),
-        # 0 turns replay buffering off: every body streams, and a 401 reaches the client.
-        "replay_buffer_total": node.child("replay_buffer_total").integer(
-            default.replay_buffer_total, minimum=0
-        ),
-        "websocket_message": node.child("websocket_message").integer(
-            default.websocket_message, minimum=1
-        ),
-    }
-
-
-def _upstream_block(node: Node) -> int:
-    """`upstream.busy_poll_us`: microseconds the event loop keeps polling after an upstream
-    exchange instead of sleeping (0: off)."""
-    if not node.missing:
-        node.keys(UPSTREAM_KEYS)
-    return node.child("busy_poll_us").integer(0, minimum=0, maximum=10_000)
 
 
 def _allowed_hosts(node: Node) -> tuple[str, ...]:
