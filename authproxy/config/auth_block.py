@@ -81,7 +81,7 @@ def _preset_flow(node: Node) -> AuthSpec | None:
     node.keys(("preset", *preset.fields, *COMMON_KEYS))
     credentials: dict[str, Secret] = {}
     for key in preset.secret_fields:
-        if (secret := _secret(node.child(key))) is not None:
+        if (secret := node.child(key).credential()) is not None:
             credentials[key] = secret
     options: dict[str, str] = {}
     for key in preset.option_fields:
@@ -104,16 +104,6 @@ def _preset(node: Node) -> Preset | None:
     presets = ", ".join(sorted(PRESETS))
     node.problem(f"unknown preset '{name}'; {hint + ' ' if hint else ''}presets: {presets}")
     return None
-
-
-def _secret(node: Node) -> Secret | None:
-    text = None if node.missing else node.text()
-    if text is None:
-        return None
-    if not text.value:
-        node.problem("is empty" + ("" if text.origin == "literal" else f" ({text.origin})"))
-        return None
-    return Secret(text.value, text.origin)
 
 
 def _option(node: Node) -> str | None:
@@ -184,7 +174,7 @@ def _credentials(node: Node) -> dict[str, Secret]:
     for name, child in node.pairs():
         if not _NAME.fullmatch(name):
             child.problem("a credential name is letters, digits and '_', not starting with a digit")
-        elif secret := _secret(child):
+        elif secret := child.credential():
             credentials[name] = secret
     return credentials
 

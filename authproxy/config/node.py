@@ -16,6 +16,7 @@ from typing import overload
 
 from authproxy.config.interpolate import Text, interpolate
 from authproxy.errors import ConfigProblem
+from authproxy.secrets import Secret
 
 MISSING = object()  # the value of a key that is absent, as opposed to one set to null
 
@@ -106,6 +107,16 @@ class Node:
             return default
         text = self.text(secret=secret)
         return default if text is None else text.value
+
+    def credential(self) -> Secret | None:
+        """A non-empty string as a `Secret` with its origin; None if absent or (reported) not."""
+        text = None if self.missing else self.text()
+        if text is None:
+            return None
+        if not text.value:
+            self.problem("is empty" + ("" if text.origin == "literal" else f" ({text.origin})"))
+            return None
+        return Secret(text.value, text.origin)
 
     def choice(self, options: Sequence[str], default: str | None, noun: str) -> str | None:
         """One of `options`; absent gives `default` (None: required)."""
