@@ -13,6 +13,7 @@ from typing import Literal
 
 from yarl import URL
 
+from authproxy.http_syntax import host_port
 from authproxy.secrets import Secret
 
 DEFAULT_HOST = "127.0.0.1"
@@ -27,8 +28,7 @@ class ListenAddress:
     port: int = DEFAULT_PORT
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)

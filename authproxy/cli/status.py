@@ -13,6 +13,7 @@ import urllib.request
 from typing import Any
 
 from authproxy.gateway.status import iso
+from authproxy.http_syntax import bracket_host
 from authproxy.secrets import masked
 from authproxy.settings import Settings
 from authproxy.stores import open_store
@@ -25,7 +26,7 @@ def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, 
     if listen.port == 0:
         return None
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else listen.host  # noqa: S104
-    host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+    host = "[::1]" if host == "::" else bracket_host(host)
     request = urllib.request.Request(
         f"http://{host}:{listen.port}/-/status", headers={"Accept": "application/json"}
     )

@@ -13,7 +13,8 @@ import ipaddress
 import math
 import re
 
-from authproxy.config.node import Node, did_you_mean, register_beyond_origin
+from authproxy.config.interpolate import register_beyond_origin
+from authproxy.config.node import Node, did_you_mean
 from authproxy.crypto import TokenCipher
 from authproxy.errors import ConfigProblem, StartupError
 from authproxy.secrets import Secret

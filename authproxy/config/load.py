@@ -1,10 +1,11 @@
 """YAML -> frozen `Settings`, reporting every problem in one pass, each with its key path.
 
 `load_settings` reads the file (YAML that refuses duplicate keys, with `${...}` references kept as
-written, see `config_node.Shield`) and `parse_settings` walks the data. There is one small function
-per block; each reads a `config_node.Node` (a value, its dotted key path and the shared problem
-list), records what is wrong, and carries on, so one run lists everything. The auth block is in
-`config/auth_block.py`.
+written, see `config/reader.py`) and `parse_settings` walks the data: the top-level keys, `listen`,
+`token_store` and `allowed_hosts` here, each other block in its own module (`limits.py`,
+`routes_block.py`, `auth_block.py`, `gateway_block.py`). Each reader takes a `Node` (a value, its
+dotted key path and the shared problem list, see `config/node.py`), records what is wrong, and
+carries on, so one run lists everything.
 
 Problem messages name keys, environment variables and files. They never hold a value that came from
 the environment or a file, and this module prints nothing.
@@ -17,38 +18,21 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import yaml
-from yarl import URL
-
-from authproxy.config.auth_block import parse_auth
 from authproxy.config.gateway_block import (
     parse_clients,
     parse_store_key,
     redis_store,
     startup_problems,
 )
-from authproxy.config.node import (
-    Context,
-    Node,
-    Shield,
-    expand_home,
-    home,
-    reason,
-    register_beyond_origin,
-)
+from authproxy.config.interpolate import expand_home, home, reason
+from authproxy.config.limits import parse_limits, parse_upstream_block
+from authproxy.config.node import Context, Node
+from authproxy.config.reader import read_yaml
+from authproxy.config.routes_block import parse_routes
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.secrets import Secret
-from authproxy.settings import (
-    CorsSettings,
-    ListenAddress,
-    Route,
-    Settings,
-    Timeouts,
-    TlsSettings,
-    TokenStoreSettings,
-)
+from authproxy.settings import ListenAddress, Settings, TokenStoreSettings
 
 TOP_KEYS = (
     "listen",
@@ -63,21 +47,7 @@ TOP_KEYS = (
     "allowed_hosts",
     "upstream",
 )
-UPSTREAM_KEYS = ("busy_poll_us",)
-LIMIT_KEYS = (
-    "header_timeout",
-    "keepalive_timeout",
-    "max_header_size",
-    "body_timeout",
-    "max_connections",
-    "replay_buffer_total",
-    "websocket_message",
-)
-ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors")
-CORS_KEYS = ("origins", "methods", "headers", "max_age")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2: methods and header names
 
-_ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
@@ -94,7 +64,7 @@ def load_settings(
         raise ConfigError(source, [problem]) from None
     except UnicodeDecodeError:
         raise ConfigError(source, [ConfigProblem("", "the file is not UTF-8 text")]) from None
-    data = _read_yaml(text, source)
+    data = read_yaml(text, source)
     return parse_settings(data, source=source, environ=os.environ if environ is None else environ)
 
 
@@ -110,9 +80,9 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     store_key = parse_store_key(root.child("token_store_key"))
     token_store = _token_store(root.child("token_store"), environ, store_key)
     grace = root.child("shutdown_grace").number(10.0)
-    limits = _limits(root.child("limits"))
-    busy_poll_us = _upstream_block(root.child("upstream"))
-    routes = _routes(root.child("routes"))
+    limits = parse_limits(root.child("limits"))
+    busy_poll_us = parse_upstream_block(root.child("upstream"))
+    routes = parse_routes(root.child("routes"))
     clients = parse_clients(root.child("clients"), {route.name for route in routes})
     open_door = root.child("allow_unauthenticated").boolean(False)
     plaintext = root.child("allow_plaintext_store").boolean(False)
@@ -197,39 +167,6 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
     return TokenStoreSettings("file", path, explicit=True, key=key)
 
 
-def _limits(node: Node) -> dict[str, Any]:
-    """The `limits` block as `Settings` keyword arguments, defaults filled in."""
-    if not node.missing:
-        node.keys(LIMIT_KEYS)
-    default = Settings(ListenAddress(), ())
-    return {
-        "header_timeout": node.child("header_timeout").number(default.header_timeout),
-        "keepalive_timeout": node.child("keepalive_timeout").number(default.keepalive_timeout),
-        "max_header_size": node.child("max_header_size").integer(
-            default.max_header_size, minimum=1
-        ),
-        "body_timeout": node.child("body_timeout").number(default.body_timeout),
-        "max_connections": node.child("max_connections").integer(
-            default.max_connections, minimum=1
-        ),
-        # 0 turns replay buffering off: every body streams, and a 401 reaches the client.
-        "replay_buffer_total": node.child("replay_buffer_total").integer(
-            default.replay_buffer_total, minimum=0
-        ),
-        "websocket_message": node.child("websocket_message").integer(
-            default.websocket_message, minimum=1
-        ),
-    }
-
-
-def _upstream_block(node: Node) -> int:
-    """`upstream.busy_poll_us`: microseconds the event loop keeps polling after an upstream
-    exchange instead of sleeping (0: off)."""
-    if not node.missing:
-        node.keys(UPSTREAM_KEYS)
-    return node.child("busy_poll_us").integer(0, minimum=0, maximum=10_000)
-
-
 def _allowed_hosts(node: Node) -> tuple[str, ...]:
     """`allowed_hosts`: Host header values (`name`, `name:port`, `[::1]:port`) accepted without
     clients, besides the listen address and the loopback names."""
@@ -257,180 +194,6 @@ def _is_host_header(text: str) -> bool:
     return True
 
 
-def _routes(node: Node) -> tuple[Route, ...]:
-    if node.missing:
-        node.problem("required: a mapping of route name to route (upstream, prefix, auth)")
-        return ()
-    entries = node.entries()
-    if entries is None:
-        return ()
-    if not entries:
-        node.problem("no routes; define at least one")
-    routes: list[Route] = []
-    owners: dict[str, str] = {}
-    for name, child in entries:
-        route = _route(name, child)
-        if route is None:
-            continue
-        if (owner := owners.setdefault(route.prefix, name)) != name:
-            child.child("prefix").problem(f"{route.prefix} is already the prefix of '{owner}'")
-        routes.append(route)
-    return tuple(routes)
-
-
-# ---- one route -------------------------------------------------------------------------------
-
-
-def _route(name: str, node: Node) -> Route | None:
-    if not _ROUTE_NAME.fullmatch(name):
-        node.problem("a route name may only hold letters, digits, '-' and '_'")
-    if not node.keys(ROUTE_KEYS):
-        return None
-    upstream = _upstream(node.child("upstream"))
-    prefix = _prefix(node.child("prefix"), name)
-    timeout = _timeouts(node.child("timeout"))
-    tls = _tls(node.child("tls"))
-    forwarded = node.child("forwarded_headers").boolean(True)
-    auth_node = node.child("auth")
-    auth = None if auth_node.missing else parse_auth(auth_node)
-    cors_node = node.child("cors")
-    cors = None if cors_node.missing else _cors(cors_node)
-    if upstream is None:
-        return None
-    return Route(name, upstream, prefix, timeout, tls, forwarded, auth, cors)
-
-
-def _upstream(node: Node) -> URL | None:
-    if node.missing:
-        node.problem("required")
-        return None
-    read = node.text(secret=False)
-    if read is None:
-        return None
-    text = read.value
-    register_beyond_origin(read, text)
-    try:
-        url = URL(text)
-        url.port  # noqa: B018 - yarl checks the port only when it is read
-    except ValueError:
-        node.problem("not a valid URL")
-        return None
-    if url.scheme not in ("http", "https") or not url.host:
-        node.problem("not an http(s) URL with a host, e.g. https://api.example.com")
-    elif "?" in text or "#" in text:
-        node.problem("must not have a query or fragment; only a base path is kept")
-    elif url.user is not None or url.password is not None:
-        node.problem("must not hold a user or password; put credentials under auth")
-    else:
-        return url.with_path(url.raw_path.rstrip("/"), encoded=True)
-    return None
-
-
-def _prefix(node: Node, name: str) -> str:
-    text = node.string(f"/{name}", secret=False)
-    prefix = text.rstrip("/") or "/"
-    if node.missing and not _ROUTE_NAME.fullmatch(name):
-        pass  # the bad name is reported once, as itself, not again as the prefix made from it
-    elif not text.startswith("/"):
-        node.problem("must start with '/'")
-    elif any(char in text for char in "?#") or any(char.isspace() for char in text):
-        node.problem("must be a plain path, without '?', '#' or spaces")
-    elif "//" in prefix:
-        node.problem("must not hold an empty segment ('//')")
-    elif prefix == "/-" or prefix.startswith("/-/"):
-        node.problem("'/-' and paths under it are the proxy's own endpoints")
-    return prefix
-
-
-def _timeouts(node: Node) -> Timeouts:
-    if node.missing or not node.keys(("connect", "read")):
-        return Timeouts()
-    default = Timeouts()
-    return Timeouts(
-        connect=node.child("connect").number(default.connect),
-        read=node.child("read").number(default.read),
-    )
-
-
-def _cors(node: Node) -> CorsSettings | None:
-    """`cors`: the browser origins that may call this route, and what they may send."""
-    if not node.keys(CORS_KEYS):
-        return None
-    origins = tuple(
-        origin for item in _list(node.child("origins"), required=True) if (origin := _origin(item))
-    )
-    default = CorsSettings(())
-    methods = _tokens(node.child("methods"), "an HTTP method", upper=True) or default.methods
-    headers = _tokens(node.child("headers"), "a header name", upper=False)
-    max_age = node.child("max_age").integer(default.max_age, minimum=0)
-    if not origins:
-        return None
-    return CorsSettings(origins, methods, headers, max_age)
-
-
-def _list(node: Node, *, required: bool = False) -> list[Node]:
-    if node.missing:
-        if required:
-            node.problem("required: a list")
-        return []
-    items = node.items() or []
-    if required and node.value == []:
-        node.problem("empty; list at least one")
-    return items
-
-
-def _origin(node: Node) -> str | None:
-    """An exact browser origin: `scheme://host[:port]`, nothing after it."""
-    text = node.string(required=True, secret=False)
-    if text is None:
-        return None
-    if text == "*":
-        node.problem("'*' would let every web page act with the upstream credentials; list origins")
-        return None
-    try:
-        url = URL(text)
-        url.port  # noqa: B018 - yarl checks the port only when it is read
-    except ValueError:
-        url = None
-    if (
-        url is None
-        or url.scheme not in ("http", "https")
-        or not url.host
-        or url.raw_path not in ("", "/")
-        or url.query_string
-        or url.fragment
-        or url.user is not None
-    ):
-        node.problem("expected an origin: scheme://host[:port], e.g. http://localhost:3000")
-        return None
-    return str(url.origin()).lower()
-
-
-def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
-    found: list[str] = []
-    for item in _list(node):
-        text = item.string(required=True, secret=False)
-        if text is None:
-            continue
-        if not _TOKEN.fullmatch(text):
-            item.problem(f"not {noun}")
-            continue
-        found.append(text.upper() if upper else text.lower())
-    return tuple(dict.fromkeys(found))
-
-
-def _tls(node: Node) -> TlsSettings:
-    if node.missing or not node.keys(("verify", "ca_file")):
-        return TlsSettings()
-    ca_node = node.child("ca_file")
-    ca_file = None if ca_node.missing else ca_node.string(required=True, secret=False)
-    if ca_file is not None:
-        ca_file = expand_home(ca_file, node.ctx.environ)
-        if not (os.path.isfile(ca_file) and os.access(ca_file, os.R_OK)):
-            ca_node.problem(f"{ca_file} is not a readable file")
-    return TlsSettings(verify=node.child("verify").boolean(True), ca_file=ca_file)
-
-
 # ---- helpers ---------------------------------------------------------------------------------
 
 
@@ -449,64 +212,3 @@ def _is_host(host: str) -> bool:
         # "127.0.0.300" matches the host name pattern, but nobody means a DNS name by it.
         return bool(_HOST_NAME.fullmatch(host)) and not host.replace(".", "").isdigit()
     return True
-
-
-# ---- YAML ------------------------------------------------------------------------------------
-
-
-def _read_yaml(text: str, source: str) -> object:
-    """The parsed document, `${...}` references kept as written; `ConfigError` if not YAML."""
-    shield = Shield(text)
-    loader = _StrictLoader(shield)
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [ConfigProblem("", _yaml_message(exc, shield))]) from None
-    except (ValueError, TypeError, OverflowError):
-        # An explicit tag PyYAML cannot construct (`!!int abc`, `!!timestamp x`): no position is
-        # known, and the value itself may be a secret, so only the kind of problem is named.
-        problem = "a value with an explicit YAML tag (such as !!int) could not be read"
-        raise ConfigError(source, [ConfigProblem("", problem)]) from None
-    finally:
-        loader.dispose()
-
-
-def _yaml_message(exc: yaml.YAMLError, shield: Shield) -> str:
-    # Never str(exc): PyYAML quotes the offending source line, which may hold a literal secret.
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        # The mark counts in the shielded text; tokens differ in length from what they replace,
-        # so measure the line up to the mark in the user's text. Lines match: no token spans one.
-        column = len(shield.restore(shield.text[mark.index - mark.column : mark.index]))
-        problem = shield.restore(exc.problem or "syntax error")
-        return f"invalid YAML at line {mark.line + 1}, column {column + 1}: {problem}"
-    return "invalid YAML"
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader over shielded text: puts references back, refuses duplicate keys."""
-
-    def __init__(self, shield: Shield) -> None:
-        super().__init__(shield.text)
-        self._shield = shield
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        node = super().compose_node(parent, index)
-        # Keys are scalars too. The tag is already resolved, from the token: a string, as the
-        # reference would have been. Aliases return an anchored node again; restoring is idempotent.
-        if isinstance(node, yaml.ScalarNode):
-            node.value = self._shield.restore(node.value)
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        # PyYAML would silently let the last of two equal keys win.
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key '{key_node.value}'", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep)

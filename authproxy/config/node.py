@@ -1,93 +1,24 @@
-"""Reading config values: `Node` (a value, its key path, the shared problem list) and `${...}`.
+"""Reading config values: `Node` (a value, its key path, the shared problem list) and messages.
 
-Every block parser in `config_load` and `config_auth` reads through a `Node`. A reader records what
-is wrong with its key path and returns a default, so one run lists every problem. Strings are
-interpolated here: `${NAME}` reads the environment, `${file:/path}` a file, `$${` is a literal `${`.
-A problem names the variable or file, never the value it resolved to.
-
-Every value a `${...}` brings in is a secret, registered for masking wherever it turns up (logs,
-`/-/status`, `check --expand`, `authproxy status`): a bot token in an upstream path is as secret as
-a password. The exceptions are read with `secret=False`: values whose whole job is to be shown or
-matched, and which masking would break, not protect. The listen address (masking `8080` would mask
-the start-up URL and every number holding those digits), file paths (masking `$HOME` would hide
-every path), route prefixes, host names and origins (an upstream's or a Redis URL's too), HTTP
-methods and header names, field names (masking `token` would mask the word everywhere), a preset's
-plain options, choices among fixed words, numbers and booleans.
-
-`Shield` carries references through YAML unchanged, even unquoted inside a flow collection such as
-`{password: ${PASSWORD}}`.
+Every block parser under `config/` reads through a `Node`. A reader records what is wrong with its
+key path and returns a default, so one run lists every problem. Strings are interpolated as they
+are read (`Node.text`, see `config/interpolate.py` for `${...}` and for which values are secret).
+`unknown` and `did_you_mean` word the problems about a name that is not one of the choices.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
-import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import overload
 
-from yarl import URL
-
+from authproxy.config.interpolate import Text, interpolate
 from authproxy.errors import ConfigProblem
-from authproxy.secrets import REGISTRY
+from authproxy.secrets import Secret
 
 MISSING = object()  # the value of a key that is absent, as opposed to one set to null
-
-# `$${` is a literal `${`; `${NAME}` an environment variable; `${file:/path}` a file's content.
-_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-# A `${...}` reference (or `$${` and what follows it up to `}`, or an unclosed `${`) on one line.
-# The body excludes whitespace, quotes and backslashes: YAML folds, unquotes or unescapes those, so
-# swapping such text verbatim could change its meaning. Those are left to YAML, as they always were.
-_RAW_REFERENCE = re.compile(r"\$?\$\{(?:[^}\s\"'\\]*\})?")
-
-
-class Shield:
-    """The config text with each `${...}` swapped for a token, and the way back.
-
-    In a flow collection YAML ends a plain scalar at `{` or `}`, so the documented
-    `auth: {email: ${EMAIL}}` would be a syntax error. A token is letters and digits, valid in any
-    scalar, and never one YAML would read as a number, boolean or null (nor would `${...}`). The
-    random prefix, checked against the text, keeps a token from matching anything the user wrote.
-    """
-
-    def __init__(self, text: str) -> None:
-        prefix = ""
-        while not prefix or prefix in text:
-            prefix = f"AuthproxyRef{secrets.token_hex(8)}N"
-        self._token = re.compile(re.escape(prefix) + r"(\d+)Z")
-        self._originals: list[str] = []
-        tokens: dict[str, str] = {}  # one token per distinct text, so duplicate keys still clash
-
-        def swap(match: re.Match[str]) -> str:
-            original = match.group()
-            if original not in tokens:
-                tokens[original] = f"{prefix}{len(self._originals)}Z"
-                self._originals.append(original)
-            return tokens[original]
-
-        self.text = _RAW_REFERENCE.sub(swap, text)
-
-    def restore(self, text: str) -> str:
-        """`text` with every token put back to the reference it stands for."""
-        return self._token.sub(lambda match: self._originals[int(match[1])], text)
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    """A string after `${...}` interpolation; `origin` (`literal`, `env:NAME`, ...) is printable.
-
-    `substituted` holds what each reference brought in, for a reader that registers some of them
-    itself (see `config_load._upstream`).
-    """
-
-    value: str
-    origin: str = "literal"
-    substituted: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(slots=True)
@@ -151,10 +82,12 @@ class Node:
 
         With `template`, braces in substituted values are escaped, so an environment value is
         always data and never read as a `{placeholder}`. With `secret` (the default), every
-        substituted value is registered for masking (see the module doc for the exceptions).
+        substituted value is registered for masking (`config/interpolate.py` lists the exceptions).
         """
         if isinstance(self.value, str):
-            return _interpolate(self, self.value, escape=template, secret=secret)
+            return interpolate(
+                self.value, self.ctx.environ, self.problem, escape=template, secret=secret
+            )
         hint = " (quote it)" if isinstance(self.value, int | float | bool) else ""
         self.problem(f"expected a string, got {_kind(self.value)}{hint}")
         return None
@@ -174,6 +107,16 @@ class Node:
             return default
         text = self.text(secret=secret)
         return default if text is None else text.value
+
+    def credential(self) -> Secret | None:
+        """A non-empty string as a `Secret` with its origin; None if absent or (reported) not."""
+        text = None if self.missing else self.text()
+        if text is None:
+            return None
+        if not text.value:
+            self.problem("is empty" + ("" if text.origin == "literal" else f" ({text.origin})"))
+            return None
+        return Secret(text.value, text.origin)
 
     def choice(self, options: Sequence[str], default: str | None, noun: str) -> str | None:
         """One of `options`; absent gives `default` (None: required)."""
@@ -246,80 +189,6 @@ class Node:
         return text.value
 
 
-def register_beyond_origin(read: Text, url: str) -> None:
-    """Register what `${...}` put into a URL as secrets, except a value wholly inside its origin.
-
-    Bot and webhook APIs carry their token in the path, Redis its password in the userinfo; but a
-    host or port from the environment is where the proxy connects, named in its logs and status,
-    and masking a port would mask that number in every log line.
-    """
-    try:
-        parsed = URL(url)
-        origin = str(parsed.origin()) if parsed.host else ""
-    except ValueError:
-        origin = ""
-    REGISTRY.add_all(value for value in read.substituted if value not in origin)
-
-
-def _interpolate(node: Node, raw: str, *, escape: bool, secret: bool) -> Text | None:
-    if "${" not in raw:
-        return Text(raw)
-    parts: list[str] = []
-    origins: list[str] = []
-    substituted: list[str] = []
-    ok = True
-    position = 0
-    for match in _REFERENCE.finditer(raw):
-        parts.append(raw[position : match.start()])
-        position = match.end()
-        reference = match.group(1)
-        if match.group() == "$${":
-            parts.append("${")
-        elif reference is None:
-            node.problem("unclosed '${'; write '$${' for a literal '${'")
-            return None
-        elif (resolved := _resolve(node, reference)) is None:
-            ok = False  # keep going: report every unset variable of this value at once
-        else:
-            value, origin = resolved
-            if secret:
-                REGISTRY.add(value)
-            substituted.append(value)
-            if escape:
-                value = value.replace("{", "{{").replace("}", "}}")
-            parts.append(value)
-            origins.append(origin)
-    parts.append(raw[position:])
-    origin = ",".join(dict.fromkeys(origins)) or "literal"
-    return Text("".join(parts), origin, tuple(substituted)) if ok else None
-
-
-def _resolve(node: Node, reference: str) -> tuple[str, str] | None:
-    """(value, origin) of one `${...}` reference; None after recording why it has none."""
-    if reference.startswith("file:"):
-        path = reference.removeprefix("file:")
-        try:
-            content = Path(expand_home(path, node.ctx.environ)).read_text(encoding="utf-8")
-        except OSError as exc:
-            node.problem(f"cannot read file {path or '(no path given)'}: {reason(exc)}")
-            return None
-        except UnicodeDecodeError:
-            node.problem(f"file {path} is not UTF-8 text")
-            return None
-        # Editors and `echo` end a file with a newline that is not part of the secret.
-        if content.endswith("\n"):
-            content = content[:-2] if content.endswith("\r\n") else content[:-1]
-        return content, f"file:{path}"
-    if not _VARIABLE.fullmatch(reference):
-        node.problem(f"'${{{reference}}}' is neither ${{NAME}} nor ${{file:/path}}")
-        return None
-    value = node.ctx.environ.get(reference)
-    if value is None:
-        node.problem(f"environment variable {reference} is not set")
-        return None
-    return value, f"env:{reference}"
-
-
 def _kind(value: object) -> str:
     if value is None:
         return "null"
@@ -345,20 +214,3 @@ def did_you_mean(word: str, choices: Collection[str]) -> str:
     """`did you mean 'password'?` for the closest choice, or "" when none is close (difflib)."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"did you mean '{close[0]}'?" if close else ""
-
-
-def home(environ: Mapping[str, str]) -> str:
-    """`$HOME` from the environment being parsed, else the user's home directory."""
-    return environ.get("HOME") or str(Path.home())
-
-
-def expand_home(path: str, environ: Mapping[str, str]) -> str:
-    """`~` or `~/...` expanded against `home(environ)`; `~user` is left alone."""
-    if path == "~" or path.startswith("~/"):
-        return home(environ) + path[1:]
-    return path
-
-
-def reason(exc: OSError) -> str:
-    """Why an OS call failed, without the path or text the exception may quote."""
-    return exc.strerror or type(exc).__name__

@@ -41,6 +41,7 @@ from authproxy.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from authproxy.gateway.metrics import Metrics
 from authproxy.gateway.status import readiness_failures, status_document
 from authproxy.gateway.status_page import render_status_html
+from authproxy.http_syntax import bracket_host
 from authproxy.logs.setup import info_fast
 from authproxy.problems import problem_for, problem_response
 from authproxy.proxy.forward import Exchange, RouteRuntime, forward
@@ -501,7 +502,7 @@ class Proxy:
 def _url_of(address: object) -> str:
     if isinstance(address, tuple):
         host, port = address[0], address[1]
-        host = f"[{host}]" if ":" in host else host
+        host = bracket_host(host)
         return f"http://{host}:{port}"
     return str(address)
 

@@ -39,6 +39,7 @@ import structlog
 
 from authproxy.config.gateway_block import refuse_unsafe_start
 from authproxy.errors import StartupError
+from authproxy.http_syntax import host_port
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import log_listening, serve_until_signalled
 from authproxy.settings import Settings
@@ -95,8 +96,8 @@ class Supervisor:
         reserved = reserve_port(self._settings)
         try:
             host, port = reserved[0].getsockname()[:2]
-            url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-            self._listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            url = f"http://{host_port(host, port)}"
+            self._listen = host_port(host, port)
             if await self._start_all():
                 log_listening(url, self._settings, workers=self._count)
                 self._keepers = [

@@ -28,6 +28,7 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from authproxy.http_syntax import bracket_host
 from authproxy.settings import Timeouts
 from authproxy.upstream.busy_poll import BusyPoll
 from authproxy.upstream.connection import UpstreamConnection
@@ -154,7 +155,7 @@ class OriginClient:
         self._port = origin.port or (443 if origin.scheme == "https" else 80)
         self._ssl = ssl_context
         default_port = 443 if origin.scheme == "https" else 80
-        netloc = f"[{host}]" if ":" in host else host
+        netloc = bracket_host(host)
         self.host_header = netloc if self._port == default_port else f"{netloc}:{self._port}"
         self._idle: list[UpstreamConnection] = []
         self._busy: set[UpstreamConnection] = set()

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, MutableSequence
 from dataclasses import dataclass, field
 
+from authproxy.http_syntax import is_token
+
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
 # per line; a whole head of 64 KiB is generous).
 MAX_HEAD = 64 * 1024
@@ -37,7 +39,6 @@ _STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([1-5]\d\d)(?: (.*))?")
 # body bytes as headers.)
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 CRLFCRLF = b"\r\n\r\n"
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 # Header names seen before, checked and lower-cased once: upstreams send the same few names.
 _NAMES: dict[str, str] = {}
@@ -127,7 +128,7 @@ def parse_head(raw: bytes, method: str) -> ResponseHead:
                     framing[-1] = (lowered_names[-1], headers[-1][1])
                     doubtful = True  # a folded framing header: servers disagree on its value
                 continue
-            if not colon or not _TOKEN.fullmatch(name):
+            if not colon or not is_token(name):
                 raise InvalidResponse("the answer has a malformed header line")
             lowered = name.lower()
             if len(names) < _NAMES_KEPT:

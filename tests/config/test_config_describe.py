@@ -1,4 +1,4 @@
-"""config_describe: the expanded view `authproxy check --expand` prints; credentials never in it."""
+"""config/describe: the expanded view `authproxy check --expand` prints; credentials never in it."""
 
 from __future__ import annotations
 

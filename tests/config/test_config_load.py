@@ -1,4 +1,4 @@
-"""config_load: YAML -> Settings, every problem at once with its key path, secrets never echoed."""
+"""config/: YAML -> Settings, every problem at once with its key path, secrets never echoed."""
 
 from __future__ import annotations
 
