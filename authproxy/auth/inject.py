@@ -7,15 +7,12 @@ captures), before the first request. `apply` then only looks values up and joins
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, MutableMapping
 
 from authproxy.auth.grant import Grant
 from authproxy.auth.templates import Template, compile_template
+from authproxy.http_syntax import is_token
 from authproxy.settings import AuthSpec
-
-# RFC 9110 section 5.6.2: a field name is a token.
-_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 Compiled = tuple[tuple[str, Template], ...]
 
@@ -97,7 +94,7 @@ class CompiledInjector:
 def _compile(templates: Mapping[str, str], available: set[str], optional: set[str]) -> Compiled:
     compiled = []
     for name, text in templates.items():
-        if not _FIELD_NAME.fullmatch(name):
+        if not is_token(name):  # RFC 9110 §5.6.2: a field name is a token
             raise ValueError(f"inject header {name!r}: not a valid HTTP header name")
         try:
             template = compile_template(text)
