@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from httptools import HttpParserError, HttpResponseParser
 
-from authproxy.upstream.http1 import InvalidResponse
+from authproxy.errors import InvalidAnswer
 
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
 # per line; all heads of an answer together in 64 KiB is generous).
@@ -81,7 +81,7 @@ class AnswerParser:
 
     After each `feed`: `head` is set once the final head is in, `complete` once the whole answer
     has arrived, and `body_bytes` counts the body so far. `reusable` says whether the connection
-    may carry another exchange. Raises InvalidResponse for an answer that cannot be framed.
+    may carry another exchange. Raises InvalidAnswer for an answer that cannot be framed.
     """
 
     __slots__ = (
@@ -172,7 +172,7 @@ class AnswerParser:
             self._parser.feed_data(head_part)
         except HttpParserError:
             if self._refused:
-                raise InvalidResponse("the upstream's answer was refused") from None
+                raise InvalidAnswer() from None  # the upstream's answer was refused
             if self.head is None:
                 self._start_careful_reading()
                 return
@@ -180,7 +180,7 @@ class AnswerParser:
             return
         if self.head is None:
             if rest or self._head_bytes >= MAX_HEAD:
-                raise InvalidResponse("the upstream's answer head is too large")
+                raise InvalidAnswer()  # the upstream's answer head is too large
             return
         self._held = []
         if rest and not self.complete:
@@ -204,20 +204,20 @@ class AnswerParser:
             found = _BLANK_LINE.search(buffer)
             if found is None:
                 if self._head_bytes + len(buffer) > MAX_HEAD:
-                    raise InvalidResponse("the upstream's answer head is too large")
+                    raise InvalidAnswer()  # the upstream's answer head is too large
                 self._pending = buffer
                 return
             end, start = found.span()
             self._head_bytes += start
             if self._head_bytes > MAX_HEAD:
-                raise InvalidResponse("the upstream's answer head is too large")
+                raise InvalidAnswer()  # the upstream's answer head is too large
             head, doubtful = canonical_head(buffer[:end])
             if doubtful or buffer[end:start] != CRLFCRLF:
                 self.doubtful = True
             try:
                 self._parser.feed_data(head + CRLFCRLF)
             except HttpParserError:
-                raise InvalidResponse("the upstream's answer is not HTTP/1.x") from None
+                raise InvalidAnswer() from None  # the upstream's answer is not HTTP/1.x
             buffer = buffer[start:]
         self._pending = b""
         if buffer and not self.complete:
@@ -236,13 +236,13 @@ class AnswerParser:
         if self.head is not None and self.head.chunked and not self.complete:
             self._framing_run = 0 if self.body_bytes != before else self._framing_run + len(data)
             if self._framing_run > MAX_FRAMING:
-                raise InvalidResponse("the upstream's chunk framing is too long")
+                raise InvalidAnswer()  # the upstream's chunk framing is too long
 
     def _after_error(self) -> None:
         if self.complete:
             self.trailing = True  # bytes after the answer that llhttp could not read either
             return
-        raise InvalidResponse("the upstream's answer body is malformed")
+        raise InvalidAnswer()  # the upstream's answer body is malformed
 
     # ---- llhttp's callbacks --------------------------------------------------------------------
 

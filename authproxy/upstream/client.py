@@ -28,11 +28,7 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from authproxy.settings import Timeouts
-from authproxy.upstream.busy_poll import BusyPoll
-from authproxy.upstream.connection import UpstreamConnection
-from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
-from authproxy.upstream_errors import (
+from authproxy.errors import (
     CertificateRejected,
     ClientBodyStalled,
     ConnectFailed,
@@ -42,6 +38,10 @@ from authproxy.upstream_errors import (
     TimedOut,
     TlsFailed,
 )
+from authproxy.settings import Timeouts
+from authproxy.upstream.busy_poll import BusyPoll
+from authproxy.upstream.connection import UpstreamConnection
+from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ and it resumes once the reader is down to `LOW_WATER`; a slow client therefore s
 instead of filling memory. The read timeout counts only while bytes are expected and reading is
 not paused: it bounds each wait for the upstream, never a slow client.
 
-Failures are `upstream_errors` exceptions with fixed, secret-free messages: never the upstream's
-own bytes, which can carry anything.
+Failures are `errors.UpstreamFailure` exceptions with fixed, secret-free messages: never the
+upstream's own bytes, which can carry anything.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import socket
 from collections import deque
 from typing import cast
 
-from authproxy.upstream.answer import AnswerParser, ResponseHead
-from authproxy.upstream.http1 import InvalidResponse
-from authproxy.upstream_errors import (
+from authproxy.errors import (
     BodyCutShort,
     ConnectionBroken,
     Disconnected,
@@ -28,6 +26,7 @@ from authproxy.upstream_errors import (
     TimedOut,
     UpstreamFailure,
 )
+from authproxy.upstream.answer import AnswerParser, ResponseHead
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -86,8 +85,8 @@ class UpstreamConnection(asyncio.Protocol):
         before = answer.body_bytes
         try:
             answer.feed(data)
-        except InvalidResponse:
-            self._fail(InvalidAnswer())
+        except InvalidAnswer as failure:
+            self._fail(failure)
             return
         self._buffered += answer.body_bytes - before
         if self._state == _HEAD:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from authproxy.errors import InvalidRequestHead
+
 # Control characters other than HTAB may not appear in a field (RFC 9110 §5.5); CR and LF in a
 # value would split one header into two (request smuggling, header injection).
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -19,21 +21,13 @@ _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-class InvalidResponse(Exception):
-    """The upstream's bytes are not an HTTP/1.x answer. The message never quotes them."""
-
-
-class InvalidRequestHead(ValueError):
-    """A header name or value would break the request's framing (a control character)."""
-
-
 def serialize_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
     """The request line and headers, as one bytes object ready for a single write."""
     lines = [f"{method} {target} HTTP/1.1"]
     lines.extend([f"{name}: {value}" for name, value in headers])
     # Printable text needs no closer look (one C call); tabs and undecodable bytes do.
     if not "".join(lines).isprintable() and any(_CTL.search(line) for line in lines):
-        raise InvalidRequestHead("a request header contains a control character")
+        raise InvalidRequestHead()
     lines.append("\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 

@@ -12,8 +12,8 @@ from collections import deque
 import pytest
 from fakes import RawUpstream, get, raw_request, route, running_proxy
 
+from authproxy.errors import InvalidAnswer
 from authproxy.upstream.answer import MAX_FRAMING, MAX_HEAD, MAX_INTERIM, AnswerParser
-from authproxy.upstream.http1 import InvalidResponse
 
 
 def answering(answers: dict[str, bytes]) -> RawUpstream:
@@ -250,7 +250,7 @@ def test_framing_follows_rfc_9112() -> None:
     ],
 )
 def test_invalid_heads_are_refused(head: bytes) -> None:
-    with pytest.raises(InvalidResponse):
+    with pytest.raises(InvalidAnswer):
         read(head + b"\r\n\r\n")
 
 
@@ -278,11 +278,11 @@ def test_a_head_answer_never_has_a_body_and_bytes_after_it_are_not_trusted() -> 
 def test_chunk_framing_is_strict_and_bounded() -> None:
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     # Bare LF after a chunk size: llhttp refuses it in every mode, and so does the proxy.
-    with pytest.raises(InvalidResponse):
+    with pytest.raises(InvalidAnswer):
         read(chunked + b"5\nhello\r\n0\r\n\r\n")
     # Trailers are dropped, and an endless stream of them is refused.
     trailers = b"5\r\nhello\r\n0\r\n" + b"X-Trailer: aaaaaaaaaaaaaaaa\r\n" * 4096
-    with pytest.raises(InvalidResponse):
+    with pytest.raises(InvalidAnswer):
         read(chunked + trailers, step=4096)
     assert len(trailers) > MAX_FRAMING
 
@@ -294,7 +294,7 @@ def test_the_head_limit_counts_every_head_of_an_answer() -> None:
     assert (parser.complete, body) == (True, b"ok")
     too_many = MAX_HEAD // len(interim) + 1
     assert too_many <= MAX_INTERIM  # refused for their size, not their number
-    with pytest.raises(InvalidResponse):
+    with pytest.raises(InvalidAnswer):
         read(interim * too_many + final)
 
 

@@ -29,11 +29,7 @@ from fakes import BOUND, FakeUpstream, RawUpstream
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.settings import Timeouts
-from authproxy.upstream.busy_poll import BusyPoll
-from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
-from authproxy.upstream.connection import HIGH_WATER
-from authproxy.upstream_errors import (
+from authproxy.errors import (
     BodyCutShort,
     CertificateRejected,
     ConnectFailed,
@@ -41,6 +37,10 @@ from authproxy.upstream_errors import (
     SendFailed,
     TimedOut,
 )
+from authproxy.settings import Timeouts
+from authproxy.upstream.busy_poll import BusyPoll
+from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
+from authproxy.upstream.connection import HIGH_WATER
 
 MiB = 1024 * 1024
 TIMEOUTS = Timeouts(connect=5.0, read=BOUND)
