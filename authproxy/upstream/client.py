@@ -65,10 +65,6 @@ FRAMING = frozenset({"content-length", "transfer-encoding"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Idle connections older than this are closed (aiohttp's default keep-alive was the same).
 KEEPALIVE_SECONDS = 30.0
-# Seconds the event loop keeps polling after sending a request and after an answer
-# (upstream/busy_poll.py): measured on the benchmark VM, 100 µs took a third off the added
-# latency of sequential requests.
-BUSY_POLL = 100e-6
 # A bytes body up to this size is joined to the head for a single write.
 JOIN_LIMIT = 64 * 1024
 
@@ -147,8 +143,10 @@ class OriginClient:
     """Requests to one origin (scheme, host, port, TLS settings) over pooled connections."""
 
     def __init__(
-        self, origin: URL, ssl_context: ssl.SSLContext | None, *, busy_poll: float = BUSY_POLL
+        self, origin: URL, ssl_context: ssl.SSLContext | None, *, busy_poll: float = 0.0
     ) -> None:
+        """`busy_poll`: seconds the event loop keeps polling after sending a request and after
+        an answer (`upstream.busy_poll_us`, upstream/busy_poll.py); 0 lets it sleep."""
         host = origin.raw_host or ""
         self._host = host
         self._port = origin.port or (443 if origin.scheme == "https" else 80)
@@ -290,6 +288,11 @@ class OriginClient:
             conn.fail(ClientBodyStalled())
         except Exception:  # noqa: BLE001 - the client's stream broke; the exchange fails
             conn.fail(SendFailed())
+
+    @property
+    def polling(self) -> bool:
+        """The event loop is being kept awake for this client's exchanges right now."""
+        return self._poll.active
 
     def keep_polling(self) -> None:
         """Keep the event loop polling for a moment (an answer is about to go out)."""

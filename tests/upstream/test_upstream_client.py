@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fakes import BOUND, FakeUpstream, RawUpstream
+from fakes import BOUND, FakeUpstream, RawUpstream, route
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -41,6 +41,7 @@ from authproxy.settings import Timeouts
 from authproxy.upstream.busy_poll import BusyPoll
 from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
 from authproxy.upstream.connection import HIGH_WATER
+from authproxy.upstream.pool import UpstreamPool
 
 MiB = 1024 * 1024
 TIMEOUTS = Timeouts(connect=5.0, read=BOUND)
@@ -487,6 +488,26 @@ async def test_busy_polling_lasts_one_window_after_the_last_touch() -> None:
     await asyncio.sleep(0)
     assert not poll.active
     BusyPoll(0.0, clock=lambda: now[0]).touch(loop)  # off: schedules nothing
+
+
+@pytest.mark.parametrize(("busy_poll_us", "polling"), [(None, False), (0, False), (100, True)])
+async def test_busy_polling_is_off_unless_upstream_busy_poll_us_sets_it(
+    busy_poll_us: int | None, polling: bool
+) -> None:
+    async with FakeUpstream() as upstream:
+        routes = [route(upstream.url)]
+        pool = (
+            UpstreamPool(routes)
+            if busy_poll_us is None
+            else UpstreamPool(routes, busy_poll_us=busy_poll_us)
+        )
+        try:
+            client = pool.client("api")
+            await fetch(client)
+            client.keep_polling()  # what the forwarder does as an answer goes out
+            assert client.polling is polling
+        finally:
+            await pool.close()
 
 
 async def test_a_reused_connection_takes_the_read_timeout_of_its_new_request() -> None:
