@@ -401,12 +401,13 @@ def run_bench(plan: Plan) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--profile", action="store_true", help="profile authproxy instead")
+    parser.add_argument("--far", action="store_true", help="profile against the far upstream")
     args = parser.parse_args()
     plan = plan_from_env()
     if args.profile:
         from profiling import run_profile
 
-        return run_profile(plan.duration, plan.loop)
+        return run_profile(plan.duration, plan.loop, far=args.far)
     return run_bench(plan)
 
 
