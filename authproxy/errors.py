@@ -1,21 +1,33 @@
-"""One error hierarchy for authproxy.
+"""One error tree for authproxy, in one module.
 
     AuthproxyError                 base; its str() never holds a secret value
     ├── ConfigError                the config cannot be used (CLI exit 2); lists every problem
+    ├── PresetProblem              a preset's fields do not fit it (becomes a ConfigProblem)
     ├── StartupError               the proxy cannot start (port in use, refused bind) (exit 1)
+    │   └── WorkersFailed          workers could not start, kept dying, or did not stop
     ├── StoreUnavailable           the shared token store does not answer (log in locally)
-    └── UpstreamError              a forwarded request failed; maps to an HTTP status
-        ├── UpstreamUnavailable    refused, reset or invalid answer (502)
-        ├── UpstreamTimeout        no answer in time (504)
-        ├── RequestBodyTimeout     the client stopped sending its body (408, connection closed)
-        └── LoginFailed            the proxy could not obtain a token (502)
-            ├── LoginRejected      the upstream refused the credentials (4xx); not retried soon
-            └── LoginUnavailable   transient: connection error, 5xx, unusable answer
-                └── LoginTimeout   the login did not finish within `auth.timeout` (504)
+    ├── UnsafePath                 the target could step out of the route's base path (400)
+    ├── AmbiguousPath              readings of the target would choose different routes (400)
+    ├── UpstreamError              a forwarded request failed: what the client is told
+    │   ├── UpstreamUnavailable    refused, reset or invalid answer (502)
+    │   ├── UpstreamTimeout        no answer in time (504)
+    │   ├── RequestBodyTimeout     the client stopped sending its body (408, connection closed)
+    │   └── LoginFailed            the proxy could not obtain a token (502)
+    │       ├── LoginRejected      the upstream refused the credentials (4xx); not retried soon
+    │       └── LoginUnavailable   transient: connection error, 5xx, unusable answer
+    │           └── LoginTimeout   the login did not finish within `auth.timeout` (504)
+    └── UpstreamFailure            internal: an exchange with the upstream failed (upstream/)
+        ├── ConnectFailed, CertificateRejected, TlsFailed       connecting
+        ├── InvalidRequestHead, SendFailed, ClientBodyStalled   sending
+        └── Disconnected, ConnectionBroken, TimedOut,           receiving
+            InvalidAnswer, BodyCutShort
 
-`server/app.py` maps `UpstreamError` to `application/problem+json`; `cli/main.py` maps the rest
-to exit codes.
-Fields are typed and secret-free by construction: they hold route names, statuses and key paths.
+`UpstreamFailure` and aiohttp's client errors (logins and WebSocket upgrades still use aiohttp)
+become an `UpstreamError` at one boundary, `upstream_error`: each failure has a fixed reason that
+names the kind of failure only, never the upstream's bytes, addresses or URLs, which can carry
+anything. `server/app.py` maps `UpstreamError` to `application/problem+json` and the path errors
+to 400; `cli/main.py` maps the rest to exit codes. Fields are typed and secret-free by
+construction: they hold route names, statuses and key paths.
 """
 
 from __future__ import annotations
@@ -55,8 +67,29 @@ class StartupError(AuthproxyError):
     """The proxy cannot start; the message says why in one line."""
 
 
+class WorkersFailed(StartupError):
+    """Workers could not start, kept dying, or did not stop; the CLI exits 1."""
+
+
 class StoreUnavailable(AuthproxyError):
     """The shared token store cannot be reached; the message names the server, never a secret."""
+
+
+class PresetProblem(AuthproxyError):
+    """A preset cannot be built from the given fields; `key` names the offending field."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+class UnsafePath(AuthproxyError):
+    """The target could step out of the route's base path on some upstream (`..` and its kin)."""
+
+
+class AmbiguousPath(AuthproxyError):
+    """Readings of the target that upstreams commonly apply would choose different routes."""
 
 
 class UpstreamError(AuthproxyError):
@@ -125,3 +158,111 @@ class LoginTimeout(LoginUnavailable):
     status = 504
     title = "Gateway Timeout"
     kind = "login-timeout"
+
+
+# ---- the internal branch: what can go wrong talking to an upstream ------------------------------
+
+
+class UpstreamFailure(AuthproxyError):
+    """The exchange with the upstream failed; `reason` is safe to show a client."""
+
+    reason = "the upstream request failed"
+
+    def __init__(self) -> None:
+        super().__init__(self.reason)
+
+
+class ConnectFailed(UpstreamFailure):
+    reason = "the upstream refused the connection or could not be reached"
+
+
+class CertificateRejected(UpstreamFailure):
+    reason = "the upstream's TLS certificate was not trusted"
+
+
+class TlsFailed(UpstreamFailure):
+    reason = "the TLS handshake with the upstream failed"
+
+
+class InvalidRequestHead(UpstreamFailure):
+    """A header name or value would break the request's framing (a control character)."""
+
+    reason = "a request header holds a control character; nothing was sent"
+
+
+class SendFailed(UpstreamFailure):
+    reason = "the request body could not be sent to the upstream"
+
+
+class ClientBodyStalled(UpstreamFailure):
+    """The client stopped sending the body being streamed upstream (`limits.body_timeout`)."""
+
+    reason = "the client stopped sending the request body"
+
+
+class Disconnected(UpstreamFailure):
+    reason = "the upstream closed the connection without answering"
+
+
+class ConnectionBroken(UpstreamFailure):
+    reason = "the connection to the upstream failed"
+
+
+class TimedOut(UpstreamFailure):
+    """Connecting, or a wait for the answer's bytes, took longer than the route allows."""
+
+    reason = "the upstream did not answer in time"
+
+
+class InvalidAnswer(UpstreamFailure):
+    """The upstream's bytes cannot be read as an HTTP/1.x answer (upstream/answer.py)."""
+
+    reason = "the upstream sent an invalid HTTP answer"
+
+
+class BodyCutShort(UpstreamFailure):
+    reason = "the upstream's answer body was cut short"
+
+
+# aiohttp's client errors by class name (errors.py imports no aiohttp), told with the same texts
+# as our own failures.
+_AIOHTTP_REASONS = {
+    "ClientConnectorError": ConnectFailed.reason,
+    "ClientConnectorCertificateError": CertificateRejected.reason,
+    "ClientConnectorSSLError": TlsFailed.reason,
+    "ServerDisconnectedError": Disconnected.reason,
+    "ClientOSError": ConnectionBroken.reason,
+    "ClientResponseError": InvalidAnswer.reason,
+    "ClientPayloadError": BodyCutShort.reason,
+    "InvalidURL": "the upstream URL is invalid",
+    "ForeignOriginRefused": "a request to another origin than the upstream's was refused",
+    "WSServerHandshakeError": "the upstream refused the WebSocket upgrade",
+}
+
+
+def failure_reason(error: BaseException) -> str:
+    """A short, secret-free reason: a failure's own, or by the error's class, never its text
+    (an aiohttp error's text may hold a URL)."""
+    if isinstance(error, UpstreamFailure):
+        return error.reason
+    if isinstance(error, TimeoutError):
+        return TimedOut.reason
+    name = type(error).__name__
+    reason = _AIOHTTP_REASONS.get(name, f"the upstream request failed ({name})")
+    status = getattr(error, "status", None)
+    if name == "WSServerHandshakeError" and isinstance(status, int):
+        reason += f" (status {status})"
+    return reason
+
+
+def upstream_error(route: str, error: BaseException, *, login: bool = False) -> UpstreamError:
+    """What the client is told of a failed exchange with the upstream: an `UpstreamFailure`, an
+    aiohttp client error or a timeout becomes a 504 when it timed out, a 408 when the client's
+    own body stalled, else a 502. `login`: the exchange was a login (LoginFailed's branch)."""
+    if isinstance(error, ClientBodyStalled):
+        return RequestBodyTimeout(route)
+    timed_out = isinstance(error, TimedOut | TimeoutError)
+    reason = failure_reason(error)
+    if login:
+        return LoginTimeout(route, reason) if timed_out else LoginUnavailable(route, reason)
+    return UpstreamTimeout(route, reason) if timed_out else UpstreamUnavailable(route, reason)

@@ -1,9 +1,10 @@
 """`bench/run.py --profile`: where authproxy spends its CPU on the 1 KB hot path.
 
 Starts the same upstream and authproxy as the benchmark (same placement), puts a fixed
-50-connection 1 KB load on it for BENCH_DURATION seconds and samples it with py-spy (installed
-into the venv with pip if missing), else runs authproxy under cProfile. Prints the top functions by
-own time and by inclusive time, and keeps the raw profile under bench/results/.
+50-connection 1 KB load on it for BENCH_DURATION seconds (`--far`: the far upstream, answering
+5 ms late, and 10 connections, as in the benchmark's far table) and samples it with py-spy
+(installed into the venv with pip if missing), else runs authproxy under cProfile. Prints the top
+functions by own time and by inclusive time, and keeps the raw profile under bench/results/.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pathlib import Path
 from common import BENCH_DIR, CLIENT_CPU, PYTHON, bench_token, have, pinned, scratch_dir, stop_all
 from installs import ensure_all
 from load import LoadGenerator
-from servers import Target, Upstream, start_authproxy, start_upstream
+from servers import Target, Upstream, start_authproxy, start_far_upstream, start_upstream
 
 CONNECTIONS = 50
+FAR_CONNECTIONS = 10
+FAR_DELAY_MS = 5
 TOP = 15
 
 
@@ -39,9 +42,9 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def load(target: Target, seconds: int, workdir: Path) -> None:
+def load(target: Target, seconds: int, workdir: Path, connections: int = CONNECTIONS) -> None:
     generator = LoadGenerator(workdir)
-    result = generator.run(f"{target.base_url}/1k", CONNECTIONS, seconds, {})
+    result = generator.run(f"{target.base_url}/1k", connections, seconds, {})
     print(
         f"profile: load {result.requests:,} requests, {result.rps:,.0f} req/s, errors "
         f"{result.errors} ({generator.tool}; rates are lower than in the benchmark: sampling)"
@@ -106,11 +109,13 @@ def print_tops(tops: Tops) -> None:
     _print_top("functions by inclusive time (all code)", tops.inclusive.most_common(), total)
 
 
-def with_py_spy(tool: str, upstream: Upstream, work: Path, seconds: int, loop: str) -> Path:
+def with_py_spy(
+    tool: str, upstream: Upstream, work: Path, seconds: int, loop: str, connections: int
+) -> Path:
     target = start_authproxy(upstream, work, loop)
     assert target.proc is not None
     try:
-        load(target, 2, work)  # warm-up: connections open, pools filled, caches hot
+        load(target, 2, work, connections)  # warm-up: connections open, pools filled, caches hot
         raw = work / "py-spy.txt"
         argv = [tool, "record", "--pid", str(target.proc.pid), "--duration", str(seconds)]
         argv += ["--rate", "200", "--format", "raw", "--output", str(raw)]
@@ -118,7 +123,7 @@ def with_py_spy(tool: str, upstream: Upstream, work: Path, seconds: int, loop: s
             pinned(CLIENT_CPU, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         time.sleep(0.5)  # let py-spy attach before the load starts
-        load(target, seconds + 1, work)
+        load(target, seconds + 1, work, connections)
         _, err = spy.communicate(timeout=seconds + 60)
         if spy.returncode != 0 or not raw.exists():
             raise RuntimeError(f"py-spy failed: {err.decode(errors='replace').strip()}")
@@ -127,12 +132,14 @@ def with_py_spy(tool: str, upstream: Upstream, work: Path, seconds: int, loop: s
         target.proc.stop()
 
 
-def with_cprofile(upstream: Upstream, work: Path, seconds: int, loop: str) -> Path:
+def with_cprofile(
+    upstream: Upstream, work: Path, seconds: int, loop: str, connections: int
+) -> Path:
     out = work / "authproxy.pstats"
     target = start_authproxy(upstream, work, loop, launcher=["-m", "cProfile", "-o", str(out)])
     assert target.proc is not None
     try:
-        load(target, seconds, work)
+        load(target, seconds, work, connections)
     finally:
         target.proc.stop()  # SIGTERM: authproxy shuts down cleanly and cProfile writes `out`
     return out
@@ -153,21 +160,25 @@ def keep(path: Path) -> Path:
     return kept
 
 
-def run_profile(seconds: int, loop: str) -> int:
+def run_profile(seconds: int, loop: str, far: bool = False) -> int:
     if have("taskset") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
     found = ensure_all()
     work = scratch_dir("profile")
-    upstream = start_upstream(bench_token(), found["nginx"], work / "upload.bin")
+    connections = FAR_CONNECTIONS if far else CONNECTIONS
+    if far:
+        upstream = start_far_upstream(bench_token(), FAR_DELAY_MS)
+    else:
+        upstream = start_upstream(bench_token(), found["nginx"], work / "upload.bin")
     try:
         tool = py_spy()
         if tool is not None:
             print(f"profile: py-spy sampling authproxy for {seconds:g} s under load")
-            raw = with_py_spy(tool, upstream, work, seconds, loop)
+            raw = with_py_spy(tool, upstream, work, seconds, loop, connections)
             print_tops(collapsed_tops(raw))
         else:
             print(f"profile: py-spy unavailable; cProfile for {seconds:g} s under load")
-            raw = with_cprofile(upstream, work, seconds, loop)
+            raw = with_cprofile(upstream, work, seconds, loop, connections)
             print_pstats(raw)
         print(f"\nprofile: raw profile kept at {keep(raw)}")
     finally:

@@ -2,7 +2,9 @@
 
 Same contract as the nginx upstream (see nginx_conf.py): `/1k`, `/100m`, `PUT /upload`, and
 `POST /v1/authenticate`, with 401 on data paths unless the exact Bearer token is sent. It also
-answers `GET /_logins` with the login count. Usage: `python bench/py_upstream.py PORT TOKEN`.
+answers `GET /_logins` with the login count. Usage: `python bench/py_upstream.py PORT TOKEN
+[DELAY_MS]`: with a delay, `/1k` answers that many milliseconds late (the far upstream: an API
+across a network, where the proxy waits instead of working).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ CHUNK = b"x" * 65536
 
 
 class Upstream:
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, delay: float = 0.0) -> None:
+        self.delay = delay
         self.expected = f"Bearer {token}"
         self.login_body = json.dumps({"token": token}).encode()
         self.small = b"x" * SMALL_BYTES
@@ -36,6 +39,8 @@ class Upstream:
         if request.headers.get("Authorization") != self.expected:
             return web.Response(status=401)
         if path == "/1k":
+            if self.delay:
+                await asyncio.sleep(self.delay)
             return web.Response(body=self.small)
         if path == "/100m":
             return await self._download(request)
@@ -55,8 +60,8 @@ class Upstream:
         return response
 
 
-async def serve(port: int, token: str) -> None:
-    server = web.Server(Upstream(token).handle, access_log=None)
+async def serve(port: int, token: str, delay: float) -> None:
+    server = web.Server(Upstream(token, delay).handle, access_log=None)
     runner = web.ServerRunner(server)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
@@ -73,7 +78,8 @@ def main() -> None:
         pass
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve(int(sys.argv[1]), sys.argv[2]))
+            delay_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+            runner.run(serve(int(sys.argv[1]), sys.argv[2], delay_ms / 1000))
     except KeyboardInterrupt:
         pass
 

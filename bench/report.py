@@ -27,6 +27,19 @@ class Sample:
 Rounds = dict[int, dict[str, Sample]]  # round -> target -> sample
 
 
+@dataclass
+class FarSample:
+    """One proxy measured in one round against the far upstream."""
+
+    target: str
+    round: int
+    load: LoadResult
+    cpu_us_per_request: float | None
+
+
+FarRounds = dict[int, dict[str, FarSample]]  # round -> target -> sample
+
+
 def spread(values: Sequence[float], fmt: Callable[[float], str]) -> str:
     if not values:
         return "–"
@@ -127,12 +140,91 @@ def row(rounds: Rounds, target: str) -> list[str]:
     ]
 
 
+FAR_COLUMNS = ("target", "1 KB req/s", "p50 / p99 (ms)", "CPU µs/req", "CPU vs naive")
+
+
+def far_row(far: FarRounds, target: str) -> list[str]:
+    def cpu(s: FarSample) -> float | None:
+        return s.cpu_us_per_request
+
+    def ratio(mine: FarSample, theirs: FarSample) -> float | None:
+        if mine.cpu_us_per_request is None or not theirs.cpu_us_per_request:
+            return None
+        return mine.cpu_us_per_request / theirs.cpu_us_per_request
+
+    ratios = [
+        value
+        for samples in far.values()
+        if target in samples and "naive" in samples
+        if (value := ratio(samples[target], samples["naive"])) is not None
+    ]
+    p50 = spread([s[target].load.p50_us for s in far.values() if target in s], _ms)
+    p99 = spread([s[target].load.p99_us for s in far.values() if target in s], _ms)
+    return [
+        target,
+        spread([s[target].load.rps for s in far.values() if target in s], _int),
+        f"{p50} / {p99}",
+        spread([v for s in far.values() if target in s if (v := cpu(s[target])) is not None], _int),
+        "—" if target == "naive" else spread(ratios, _ratio),
+    ]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def verdicts(rounds: Rounds, far: FarRounds) -> list[str]:
+    """One line per target of issue 11, each judged on the median over rounds."""
+
+    def far_cpu_ratio(samples: dict[str, FarSample]) -> float | None:
+        mine, theirs = samples.get("authproxy"), samples.get("naive")
+        if mine is None or theirs is None or not theirs.cpu_us_per_request:
+            return None
+        if mine.cpu_us_per_request is None:
+            return None
+        return mine.cpu_us_per_request / theirs.cpu_us_per_request
+
+    rps = _median(relative(rounds, "authproxy", "naive", lambda s: s.concurrent.rps))
+    cpu = _median([r for samples in far.values() if (r := far_cpu_ratio(samples)) is not None])
+    down = _median(relative(rounds, "authproxy", "direct", lambda s: s.download_mib_s))
+    up = _median(relative(rounds, "authproxy", "direct", lambda s: s.upload_mib_s))
+    rss = _median(per_round(rounds, "authproxy", lambda s: s.peak_rss_mib))
+    checks = [
+        ("1 KB req/s on loopback vs naive", rps, "≥ 1.50×", rps is not None and rps >= 1.5),
+        ("CPU per request, far upstream, vs naive", cpu, "≤ 0.80×", cpu is not None and cpu <= 0.8),
+        ("100 MB down vs direct", down, "≥ 0.90×", down is not None and down >= 0.9),
+        ("50 MB up vs direct", up, "≥ 0.90×", up is not None and up >= 0.9),
+    ]
+    lines = [
+        f"- {what}: {'–' if value is None else _ratio(value)} (target {goal}): "
+        f"{'met' if ok else '**not met**'}"
+        for what, value, goal, ok in checks
+    ]
+    met = rss is not None and rss < 60
+    shown = "–" if rss is None else f"{rss:.1f} MiB"
+    lines.append(
+        f"- peak RSS streaming: {shown} (target < 60 MiB): {'met' if met else '**not met**'}"
+    )
+    return lines
+
+
 def markdown(
-    header: Sequence[tuple[str, str]], rounds: Rounds, targets: Sequence[str], notes: Sequence[str]
+    header: Sequence[tuple[str, str]],
+    rounds: Rounds,
+    targets: Sequence[str],
+    notes: Sequence[str],
+    far: FarRounds | None = None,
+    far_title: str = "",
 ) -> str:
     lines = ["# authproxy benchmark", ""]
     lines += [f"- **{key}:** {value}" for key, value in header]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(rounds, target)) + " |" for target in targets]
+    if far:
+        names = list(next(iter(far.values())))
+        lines += ["", f"**{far_title}**", ""]
+        lines += ["| " + " | ".join(FAR_COLUMNS) + " |", "|" + "---|" * len(FAR_COLUMNS)]
+        lines += ["| " + " | ".join(far_row(far, target)) + " |" for target in names]
+        lines += ["", "**Targets (issue 11), medians over rounds:**", "", *verdicts(rounds, far)]
     lines += ["", *notes, ""]
     return "\n".join(lines)

@@ -29,9 +29,16 @@ Validity: any socket error or status >= 400 in any load run, any failed or short
 any login during measurement (authproxy's `/-/status` `logins` and the upstream's own login
 count, before vs after) makes the run INVALID: printed loudly, exit status 1.
 
-Output: a markdown table printed and written to bench/results/<UTC time>.md and latest.md.
+The far upstream: a second (Python) upstream answers `/1k` 5 ms late, as an API across a network
+would; a second naive proxy leads there, and authproxy a second route (`/far`). Per round, after
+the loopback targets, 1 KB GETs over 10 connections for BENCH_DURATION seconds through each: the
+measure is CPU per request (neither proxy is saturated there: the requests wait, not the CPU).
+
+Output: markdown tables (loopback, far upstream) and a verdict line per target of issue 11,
+printed and written to bench/results/<UTC time>.md and latest.md.
 Environment: BENCH_ROUNDS (default 3), BENCH_DURATION (seconds, default 10), BENCH_LOOP
-(authproxy's --loop: auto, asyncio or uvloop; default auto). `--profile` instead runs authproxy
+(authproxy's --loop: auto, asyncio or uvloop; default auto), BENCH_BUSY_POLL_US (authproxy's
+`upstream.busy_poll_us`, default 0). `--profile` instead runs authproxy
 under py-spy (or cProfile) for a fixed 1 KB load and prints its top functions (profiling.py).
 """
 
@@ -45,6 +52,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,18 +72,22 @@ from common import (
 )
 from installs import ensure_all
 from load import LoadGenerator, LoadResult, RssSampler, StreamResult, download, upload
-from report import Rounds, Sample, markdown
+from report import FarRounds, FarSample, Rounds, Sample, markdown
 from servers import (
     Target,
     Upstream,
     authproxy_logins,
+    far_target,
     start_authproxy,
+    start_far_upstream,
     start_naive,
     start_nginx_proxy,
     start_upstream,
 )
 
 CONNECTIONS = 50
+FAR_DELAY_MS = 5
+FAR_CONNECTIONS = 10
 WARMUP_SECONDS = 2
 STREAM_REPEATS = 3
 
@@ -85,6 +97,7 @@ class Plan:
     rounds: int
     duration: int
     loop: str
+    busy_poll_us: int = 0
 
     @property
     def sequential_duration(self) -> int:
@@ -116,11 +129,12 @@ def plan_from_env() -> Plan:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     duration = int(os.environ.get("BENCH_DURATION", "10"))  # wrk takes whole seconds
     loop = os.environ.get("BENCH_LOOP", "auto")
+    busy_poll_us = int(os.environ.get("BENCH_BUSY_POLL_US", "0"))
     if rounds < 1 or duration <= 0 or loop not in ("auto", "asyncio", "uvloop"):
         raise SystemExit(
             "bench: BENCH_ROUNDS >= 1, BENCH_DURATION > 0, BENCH_LOOP auto|asyncio|uvloop"
         )
-    return Plan(rounds, duration, loop)
+    return Plan(rounds, duration, loop, busy_poll_us)
 
 
 class Bench:
@@ -135,15 +149,26 @@ class Bench:
         self.auth = {"Authorization": f"Bearer {self.token}"}
         self.load = LoadGenerator(self.work)
         self.upstream: Upstream | None = None
+        self.far_upstream: Upstream | None = None
         self.targets: list[Target] = []
+        self.far_targets: list[Target] = []  # naive and authproxy, to the far upstream
 
     def start(self, use_nginx: bool) -> None:
         self.upstream = upstream = start_upstream(self.token, use_nginx, self.upload_source)
+        self.far_upstream = far = start_far_upstream(self.token, FAR_DELAY_MS)
         self.targets.append(Target("direct", upstream.url, self.auth, None))
         self.targets.append(start_naive(upstream, self.work, self.auth))
-        self.targets.append(start_authproxy(upstream, self.work, self.plan.loop))
+        authproxy = start_authproxy(
+            upstream, self.work, self.plan.loop, far=far, busy_poll_us=self.plan.busy_poll_us
+        )
+        self.targets.append(authproxy)
         if use_nginx:
             self.targets.append(start_nginx_proxy(upstream, self.token))
+        naive_far = start_naive(far, self.work, self.auth, name="naive-far")
+        self.far_targets = [
+            Target("naive", naive_far.base_url, self.auth, naive_far.proc),
+            far_target(authproxy),
+        ]
 
     def close(self) -> None:
         stop_all()
@@ -185,6 +210,20 @@ class Bench:
             cpu_us = (cpu_after - cpu_before) * 1e6 / concurrent.requests
         return Sample(name, round_no, concurrent, sequential, down, up, peak, cpu_us)
 
+    def measure_far(self, target: Target, round_no: int) -> FarSample:
+        url = f"{target.base_url}/1k"
+        headers = target.client_headers
+        what = f"far {target.name}"
+        self.verdict.check_load(what, "warm-up", self.load.run(url, FAR_CONNECTIONS, 1, headers))
+        cpu_before = cpu_seconds(target.proc.pid) if target.proc else 0.0
+        result = self.load.run(url, FAR_CONNECTIONS, self.plan.duration, headers)
+        cpu_after = cpu_seconds(target.proc.pid) if target.proc else 0.0
+        self.verdict.check_load(what, f"round {round_no} c{FAR_CONNECTIONS}", result)
+        cpu_us = None
+        if target.proc and result.requests:
+            cpu_us = (cpu_after - cpu_before) * 1e6 / result.requests
+        return FarSample(target.name, round_no, result, cpu_us)
+
     def stream(self, target: Target, round_no: int) -> tuple[float, float, float | None]:
         headers = target.client_headers
         sampler = RssSampler(target.proc.pid) if target.proc else None
@@ -202,23 +241,37 @@ class Bench:
 
     def logins(self) -> tuple[int, int]:
         assert self.upstream is not None
-        return authproxy_logins(self.target("authproxy")), self.upstream.logins()
+        assert self.far_upstream is not None
+        upstreams = self.upstream.logins() + self.far_upstream.logins()
+        return authproxy_logins(self.target("authproxy")), upstreams
 
-    def rounds(self) -> Rounds:
+    def rounds(self) -> tuple[Rounds, FarRounds]:
         results: Rounds = {}
+        far: FarRounds = {}
         for round_no in range(1, self.plan.rounds + 1):
             results[round_no] = {}
+            far[round_no] = {}
             for target in self.targets:
                 print(f"bench: round {round_no}/{self.plan.rounds}: {target.name}", flush=True)
-                before = self.logins()
-                results[round_no][target.name] = self.measure(target, round_no)
-                after = self.logins()
-                if after != before:
-                    self.verdict.fail(
-                        f"logins during {target.name} round {round_no}: authproxy/upstream "
-                        f"{before} -> {after}"
-                    )
-        return results
+                with self.no_logins(target.name, round_no):
+                    results[round_no][target.name] = self.measure(target, round_no)
+            # Alternate the order, so that drift within a round hits both alike.
+            order = self.far_targets if round_no % 2 else self.far_targets[::-1]
+            for target in order:
+                print(f"bench: round {round_no}/{self.plan.rounds}: far {target.name}", flush=True)
+                with self.no_logins(f"far {target.name}", round_no):
+                    far[round_no][target.name] = self.measure_far(target, round_no)
+        return results, far
+
+    @contextlib.contextmanager
+    def no_logins(self, what: str, round_no: int) -> Iterator[None]:
+        before = self.logins()
+        yield
+        after = self.logins()
+        if after != before:
+            self.verdict.fail(
+                f"logins during {what} round {round_no}: authproxy/upstream {before} -> {after}"
+            )
 
 
 def _version(argv: list[str]) -> str:
@@ -266,6 +319,7 @@ def header(bench: Bench, started: datetime, verdict_line: str) -> list[tuple[str
         ("python", f"{platform.python_version()} ({PYTHON})"),
         ("aiohttp", aiohttp.__version__),
         ("authproxy loop", f"uvloop {_uvloop(plan.loop)}; naive proxy: default asyncio loop"),
+        ("authproxy busy polling", f"upstream.busy_poll_us: {plan.busy_poll_us}"),
         ("upstream", f"{bench.upstream.kind} ({_version(['nginx', '-v'])})"),
         ("load", f"{bench.load.tool} ({_version(['wrk', '--version'])}); curl for streaming"),
         ("placement", placement),
@@ -273,7 +327,8 @@ def header(bench: Bench, started: datetime, verdict_line: str) -> list[tuple[str
             "plan",
             f"{plan.rounds} round(s); per target and round: {WARMUP_SECONDS:g} s warm-up, "
             f"{plan.duration:g} s at {CONNECTIONS} connections, {plan.sequential_duration:g} s "
-            f"at 1 connection, {STREAM_REPEATS}× 100 MB down + 50 MB up (median)",
+            f"at 1 connection, {STREAM_REPEATS}× 100 MB down + 50 MB up (median); far "
+            f"upstream: 1 s warm-up, {plan.duration:g} s at {FAR_CONNECTIONS} connections",
         ),
         ("validity", verdict_line),
     ]
@@ -311,7 +366,7 @@ def run_bench(plan: Plan) -> int:
         bench.start(use_nginx=found["nginx"])
         bench.sanity()
         logins_before = bench.logins()
-        rounds = bench.rounds()
+        rounds, far = bench.rounds()
         logins_after = bench.logins()
     finally:
         bench.close()
@@ -329,7 +384,11 @@ def run_bench(plan: Plan) -> int:
             f"logins {logins_before[0]}/{logins_before[1]} before and after)"
         )
     names = [target.name for target in bench.targets]
-    text = markdown(header(bench, started, verdict_line), rounds, names, NOTES)
+    far_title = (
+        f"Far upstream: answers {FAR_DELAY_MS} ms late (Python upstream), 1 KB GETs over "
+        f"{FAR_CONNECTIONS} connections"
+    )
+    text = markdown(header(bench, started, verdict_line), rounds, names, NOTES, far, far_title)
     path = write_results(text, started)
     print("\n" + text)
     print(f"bench: written to {path} and {path.with_name('latest.md')}")
@@ -342,12 +401,13 @@ def run_bench(plan: Plan) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--profile", action="store_true", help="profile authproxy instead")
+    parser.add_argument("--far", action="store_true", help="profile against the far upstream")
     args = parser.parse_args()
     plan = plan_from_env()
     if args.profile:
         from profiling import run_profile
 
-        return run_profile(plan.duration, plan.loop)
+        return run_profile(plan.duration, plan.loop, far=args.far)
     return run_bench(plan)
 
 

@@ -34,6 +34,7 @@ from common import (
 from nginx_conf import proxy_conf, upstream_conf
 
 ROUTE = "api"
+FAR_ROUTE = "far"
 
 
 @dataclass
@@ -106,9 +107,22 @@ def start_upstream(token: str, use_nginx: bool, upload_source: Path) -> Upstream
     if use_nginx:
         proc = _nginx("upstream", prefix, upstream_conf(prefix, port, token), port, CLIENT_CPU)
         return Upstream("nginx", port, proc, prefix)
-    argv = [PYTHON, str(BENCH_DIR / "py_upstream.py"), str(port), token]
-    proc = start("upstream", pinned(CLIENT_CPU, argv), prefix / "out.log")
-    wait_for(lambda: port_open(port), "the Python upstream to listen")
+    return _python_upstream("upstream", prefix, port, token)
+
+
+def start_far_upstream(token: str, delay_ms: float) -> Upstream:
+    """The Python upstream, answering `/1k` `delay_ms` late (nginx cannot delay an answer)."""
+    return _python_upstream(
+        "far-upstream", scratch_dir("far-upstream"), free_port(), token, delay_ms
+    )
+
+
+def _python_upstream(
+    name: str, prefix: Path, port: int, token: str, delay_ms: float = 0.0
+) -> Upstream:
+    argv = [PYTHON, str(BENCH_DIR / "py_upstream.py"), str(port), token, str(delay_ms)]
+    proc = start(name, pinned(CLIENT_CPU, argv), prefix / "out.log")
+    wait_for(lambda: port_open(port), f"the Python {name} to listen")
     proc.cleanup_dirs.append(prefix)
     return Upstream("python", port, proc, prefix)
 
@@ -120,60 +134,89 @@ def start_nginx_proxy(upstream: Upstream, token: str) -> Target:
     return Target("nginx", f"http://127.0.0.1:{port}", {}, proc)
 
 
-def start_naive(upstream: Upstream, workdir: Path, auth_header: dict[str, str]) -> Target:
-    log = workdir / "naive.log"
+def start_naive(
+    upstream: Upstream, workdir: Path, auth_header: dict[str, str], name: str = "naive"
+) -> Target:
+    log = workdir / f"{name}.log"
     argv = [PYTHON, str(BENCH_DIR / "naive_proxy.py"), upstream.url]
-    proc = start("naive", pinned(PROXY_CPU, argv), log)
+    proc = start(name, pinned(PROXY_CPU, argv), log)
     url = str(read_json_line(log, "naive listening", proc)["url"])
     # The naive proxy knows no auth: the client sends the header and the proxy forwards it.
-    return Target("naive", url, auth_header, proc)
+    return Target(name, url, auth_header, proc)
 
 
-def authproxy_config(upstream: Upstream) -> str:
-    return f"""\
-listen: 127.0.0.1:0
-token_store: memory
-routes:
-  {ROUTE}:
-    upstream: {upstream.url}
+def authproxy_config(upstream: Upstream, far: Upstream | None = None, busy_poll_us: int = 0) -> str:
+    routes = [(ROUTE, upstream)] + ([(FAR_ROUTE, far)] if far is not None else [])
+    blocks = [
+        f"""\
+  {name}:
+    upstream: {origin.url}
     auth:
       preset: cosmic
       email: bench@example.com
       password: bench-password
       warm: true
 """
+        for name, origin in routes
+    ]
+    return f"""\
+listen: 127.0.0.1:0
+token_store: memory
+upstream:
+  busy_poll_us: {busy_poll_us}
+routes:
+{"".join(blocks)}"""
 
 
 def start_authproxy(
-    upstream: Upstream, workdir: Path, loop: str, launcher: Sequence[str] = ()
+    upstream: Upstream,
+    workdir: Path,
+    loop: str,
+    launcher: Sequence[str] = (),
+    *,
+    far: Upstream | None = None,
+    busy_poll_us: int = 0,
 ) -> Target:
-    """authproxy on the proxy CPU; `launcher` goes between python and `-m authproxy` (cProfile)."""
+    """authproxy on the proxy CPU; `launcher` goes between python and `-m authproxy` (cProfile).
+    With `far`, a second route (`/far`) leads there: `far_target` names it."""
     config = workdir / "authproxy.yaml"
-    config.write_text(authproxy_config(upstream))
+    config.write_text(authproxy_config(upstream, far, busy_poll_us))
     # stdout (the JSON access log) goes to a file: writing it is part of the measured cost.
     log = workdir / "authproxy.log"
     argv = [PYTHON, *launcher, "-m", "authproxy", "serve", "--config", str(config)]
     argv += ["--listen", "127.0.0.1:0", "--log-format", "json", "--loop", loop]
     proc = start("authproxy", pinned(PROXY_CPU, argv), log)
     url = str(read_json_line(log, "authproxy listening", proc)["url"])
-    wait_for(lambda: token_state(url) == "valid", "authproxy's warm login")
+    routes = (ROUTE, FAR_ROUTE) if far is not None else (ROUTE,)
+    wait_for(
+        lambda: all(token_state(url, name) == "valid" for name in routes), "authproxy's warm logins"
+    )
     return Target("authproxy", f"{url}/{ROUTE}", {}, proc)
 
 
-def route_token(proxy_url: str) -> dict[str, object]:
+def far_target(authproxy: Target) -> Target:
+    """The same authproxy process, through its route to the far upstream."""
+    origin = authproxy.base_url.removesuffix(f"/{ROUTE}")
+    return Target("authproxy", f"{origin}/{FAR_ROUTE}", {}, authproxy.proc)
+
+
+def route_token(proxy_url: str, route: str = ROUTE) -> dict[str, object]:
     routes = http_json(f"{proxy_url}/-/status")["routes"]
     assert isinstance(routes, dict)
-    token = routes[ROUTE]["token"]
+    token = routes[route]["token"]
     assert isinstance(token, dict)
     return token
 
 
-def token_state(proxy_url: str) -> object:
-    return route_token(proxy_url).get("state")
+def token_state(proxy_url: str, route: str = ROUTE) -> object:
+    return route_token(proxy_url, route).get("state")
 
 
 def authproxy_logins(target: Target) -> int:
-    origin = target.base_url.removesuffix(f"/{ROUTE}")
-    logins = route_token(origin)["logins"]
-    assert isinstance(logins, int)
-    return logins
+    """Logins of every route of the authproxy behind `target`."""
+    origin = target.base_url.rsplit("/", 1)[0]
+    routes = http_json(f"{origin}/-/status")["routes"]
+    assert isinstance(routes, dict)
+    logins = [route["token"]["logins"] for route in routes.values()]
+    assert all(isinstance(count, int) for count in logins)
+    return sum(logins)

@@ -16,8 +16,7 @@ from yarl import URL
 
 from authproxy.auth.flow import Flow, HttpCall, HttpReply
 from authproxy.auth.grant import Grant
-from authproxy.errors import LoginTimeout, LoginUnavailable
-from authproxy.upstream_errors import describe_client_error
+from authproxy.errors import LoginTimeout, LoginUnavailable, upstream_error
 
 MAX_ANSWER_BYTES = 1024 * 1024
 
@@ -83,11 +82,10 @@ class AuthDriver:
                     )
                 headers = {name.lower(): value for name, value in response.headers.items()}
                 return HttpReply(response.status, headers, body)
-        except TimeoutError:
-            # The route's own read timeout ran out first (it is shorter than auth.timeout).
-            raise LoginTimeout(self.route, "the login endpoint did not answer in time") from None
-        except ClientError as error:
-            raise LoginUnavailable(self.route, describe_client_error(error)) from None
+        except (ClientError, TimeoutError) as error:
+            # A TimeoutError: the route's own read timeout ran out first (shorter than
+            # auth.timeout).
+            raise upstream_error(self.route, error, login=True) from None
 
 
 async def _read_bounded(content: StreamReader) -> bytes | None:

@@ -16,7 +16,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.errors import RequestBodyTimeout, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import UpstreamFailure, upstream_error
 from authproxy.proxy.headers import (
     LocationRewriter,
     add_forwarded,
@@ -28,8 +28,6 @@ from authproxy.proxy.request_body import BodyLimits, outgoing_body
 from authproxy.proxy.websocket import DEFAULT_MESSAGE_LIMIT, is_websocket_upgrade, proxy_websocket
 from authproxy.settings import Route
 from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
-from authproxy.upstream.http1 import InvalidRequestHead
-from authproxy.upstream_errors import ClientBodyStalled, TimedOut, UpstreamFailure
 
 log = structlog.get_logger("authproxy.proxy.forward")
 
@@ -163,15 +161,8 @@ async def _send(
     route = runtime.route
     try:
         return await runtime.client.request(method, target, headers, body, route.timeout)
-    except ClientBodyStalled:
-        raise RequestBodyTimeout(route.name) from None
-    except TimedOut as error:
-        raise UpstreamTimeout(route.name, error.reason) from error
     except UpstreamFailure as error:
-        raise UpstreamUnavailable(route.name, error.reason) from error
-    except InvalidRequestHead as error:
-        detail = "a request header holds a control character; nothing was sent"
-        raise UpstreamUnavailable(route.name, detail) from error
+        raise upstream_error(route.name, error) from error
 
 
 async def _relay(

@@ -20,15 +20,10 @@ from urllib.parse import unquote_to_bytes
 
 from yarl import URL
 
+# Re-exported: callers catch them as `routes.UnsafePath` and `routes.AmbiguousPath`.
+from authproxy.errors import AmbiguousPath as AmbiguousPath
+from authproxy.errors import UnsafePath as UnsafePath
 from authproxy.settings import Route
-
-
-class UnsafePath(ValueError):
-    """The target could step out of the route's base path on some upstream (`..` and its kin)."""
-
-
-class AmbiguousPath(ValueError):
-    """Readings of the target that upstreams commonly apply would choose different routes."""
 
 
 @dataclass(frozen=True, slots=True)

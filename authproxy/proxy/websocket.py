@@ -21,13 +21,12 @@ from aiohttp import (
     WebSocketError,
     WSCloseCode,
     WSMsgType,
-    WSServerHandshakeError,
     web,
 )
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from authproxy.errors import UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import upstream_error
 from authproxy.proxy.headers import LocationRewriter, downstream_response_headers
 from authproxy.settings import Route
 from authproxy.upstream.pool import UpgradeRedirected
@@ -100,13 +99,8 @@ async def proxy_websocket(
     except UpgradeRedirected as redirect:
         exchange.status = redirect.status
         return _redirect_answer(request, runtime, redirect)
-    except WSServerHandshakeError as error:
-        detail = f"the upstream refused the WebSocket upgrade (status {error.status})"
-        raise UpstreamUnavailable(route, detail) from error
-    except TimeoutError as error:
-        raise UpstreamTimeout(route, "the upstream did not answer the upgrade in time") from error
-    except ClientError as error:
-        raise UpstreamUnavailable(route, "the upstream WebSocket connection failed") from error
+    except (ClientError, TimeoutError) as error:
+        raise upstream_error(route, error) from error
 
     downstream = web.WebSocketResponse(
         protocols=[upstream.protocol] if upstream.protocol else [],

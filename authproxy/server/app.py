@@ -139,7 +139,7 @@ class Proxy:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
         settings = self.settings
         refuse_unsafe_start(settings, settings.listen)
-        self._pool = UpstreamPool(settings.routes)
+        self._pool = UpstreamPool(settings.routes, busy_poll_us=settings.busy_poll_us)
         self._local = (
             self._store if self._store is not None else open_store(settings.token_store, self.tasks)
         )

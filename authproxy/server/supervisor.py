@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from authproxy.config.gateway_block import refuse_unsafe_start
-from authproxy.errors import StartupError
+from authproxy.errors import StartupError, WorkersFailed
 from authproxy.http_syntax import host_port
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import log_listening, serve_until_signalled
@@ -51,10 +51,6 @@ RESTART_LIMIT, RESTART_WINDOW = 3, 60.0  # restarts of one worker allowed per wi
 READY_TIMEOUT = 60.0  # seconds a worker may take to start listening
 STOP_MARGIN = 10.0  # seconds past shutdown_grace before stopping workers are killed
 READY = b"R"
-
-
-class WorkersFailed(StartupError):
-    """Workers could not start, kept dying, or did not stop; the CLI exits 1."""
 
 
 @dataclass(eq=False)

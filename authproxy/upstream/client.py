@@ -28,12 +28,7 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from authproxy.http_syntax import bracket_host
-from authproxy.settings import Timeouts
-from authproxy.upstream.busy_poll import BusyPoll
-from authproxy.upstream.connection import UpstreamConnection
-from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
-from authproxy.upstream_errors import (
+from authproxy.errors import (
     CertificateRejected,
     ClientBodyStalled,
     ConnectFailed,
@@ -43,6 +38,11 @@ from authproxy.upstream_errors import (
     TimedOut,
     TlsFailed,
 )
+from authproxy.http_syntax import bracket_host
+from authproxy.settings import Timeouts
+from authproxy.upstream.busy_poll import BusyPoll
+from authproxy.upstream.connection import UpstreamConnection
+from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +66,6 @@ FRAMING = frozenset({"content-length", "transfer-encoding"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Idle connections older than this are closed (aiohttp's default keep-alive was the same).
 KEEPALIVE_SECONDS = 30.0
-# Seconds the event loop keeps polling after sending a request and after an answer
-# (upstream/busy_poll.py): measured on the benchmark VM, 100 µs took a third off the added
-# latency of sequential requests.
-BUSY_POLL = 100e-6
 # A bytes body up to this size is joined to the head for a single write.
 JOIN_LIMIT = 64 * 1024
 
@@ -148,8 +144,10 @@ class OriginClient:
     """Requests to one origin (scheme, host, port, TLS settings) over pooled connections."""
 
     def __init__(
-        self, origin: URL, ssl_context: ssl.SSLContext | None, *, busy_poll: float = BUSY_POLL
+        self, origin: URL, ssl_context: ssl.SSLContext | None, *, busy_poll: float = 0.0
     ) -> None:
+        """`busy_poll`: seconds the event loop keeps polling after sending a request and after
+        an answer (`upstream.busy_poll_us`, upstream/busy_poll.py); 0 lets it sleep."""
         host = origin.raw_host or ""
         self._host = host
         self._port = origin.port or (443 if origin.scheme == "https" else 80)
@@ -291,6 +289,11 @@ class OriginClient:
             conn.fail(ClientBodyStalled())
         except Exception:  # noqa: BLE001 - the client's stream broke; the exchange fails
             conn.fail(SendFailed())
+
+    @property
+    def polling(self) -> bool:
+        """The event loop is being kept awake for this client's exchanges right now."""
+        return self._poll.active
 
     def keep_polling(self) -> None:
         """Keep the event loop polling for a moment (an answer is about to go out)."""

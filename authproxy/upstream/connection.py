@@ -1,13 +1,14 @@
 """One keep-alive HTTP/1.1 connection to an upstream, as an asyncio Protocol: the answer's head and
-body arrive here, framed by `http1`, and wait in a small queue for the forwarder to take them.
+body arrive here, framed by llhttp (`answer.AnswerParser`, one per exchange), and wait in a small
+queue for the forwarder to take them.
 
 Back-pressure: when more than `HIGH_WATER` body bytes wait unread, reading from the socket pauses,
 and it resumes once the reader is down to `LOW_WATER`; a slow client therefore slows the upstream
 instead of filling memory. The read timeout counts only while bytes are expected and reading is
 not paused: it bounds each wait for the upstream, never a slow client.
 
-Failures are `upstream_errors` exceptions with fixed, secret-free messages: never the upstream's
-own bytes, which can carry anything.
+Failures are `errors.UpstreamFailure` exceptions with fixed, secret-free messages: never the
+upstream's own bytes, which can carry anything.
 """
 
 from __future__ import annotations
@@ -17,17 +18,7 @@ import socket
 from collections import deque
 from typing import cast
 
-from authproxy.upstream.http1 import (
-    CRLFCRLF,
-    MAX_HEAD,
-    MAX_INTERIM,
-    ChunkedDecoder,
-    InvalidResponse,
-    ResponseHead,
-    head_end,
-)
-from authproxy.upstream.http1 import parse_head as parse_response_head
-from authproxy.upstream_errors import (
+from authproxy.errors import (
     BodyCutShort,
     ConnectionBroken,
     Disconnected,
@@ -35,6 +26,7 @@ from authproxy.upstream_errors import (
     TimedOut,
     UpstreamFailure,
 )
+from authproxy.upstream.answer import AnswerParser, ResponseHead
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -53,19 +45,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         # Per exchange:
         self._state = _IDLE
-        self._method = "GET"
-        self._pending = b""  # a head that has not fully arrived
+        self._answer: AnswerParser | None = None
         self.head: ResponseHead | None = None
-        self._left: int | None = None  # Content-Length bytes still to come
-        self._chunked: ChunkedDecoder | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
         self.error: UpstreamFailure | None = None
         self.keep_alive = False
         self.received_any = False
-        self._interim = 0  # 1xx answers seen
-        self._doubtful = False  # a head of this exchange had doubtful framing
         # Reading and writing flow control, and the read timeout:
         self._reading_paused = False
         self._writing_paused = False
@@ -88,16 +75,33 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
         self.received_any = True
-        state = self._state
-        if state == _BODY:
-            self._feed_body(data)
-        elif state == _HEAD:
-            self._feed_head(data)
-        else:
+        answer = self._answer
+        if answer is None or self._state in (_IDLE, _DONE):
             # Bytes nobody asked for: this connection's framing can no longer be trusted.
             self.keep_alive = False
-            if state == _IDLE:
+            if self._state == _IDLE:
                 self.abort()
+            return
+        before = answer.body_bytes
+        try:
+            answer.feed(data)
+        except InvalidAnswer as failure:
+            self._fail(failure)
+            return
+        self._buffered += answer.body_bytes - before
+        if self._state == _HEAD:
+            if answer.head is None:
+                return
+            self.head = answer.head
+            self._state = _BODY
+        self.keep_alive = answer.reusable
+        if answer.complete:
+            self._finish()
+        elif self._buffered > HIGH_WATER and not self._reading_paused:
+            assert self.transport is not None
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost decides what the end means
@@ -105,10 +109,12 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        answer = self._answer
         if self._state == _HEAD:
-            self._fail(ConnectionBroken() if exc is not None or self._pending else Disconnected())
+            midway = answer is not None and answer.midway
+            self._fail(ConnectionBroken() if exc is not None or midway else Disconnected())
         elif self._state == _BODY:
-            if self._left is None and self._chunked is None and exc is None:
+            if answer is not None and answer.until_close and exc is None:
                 self._finish()  # a body delimited by the close has ended
             else:
                 self._fail(BodyCutShort())
@@ -125,17 +131,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def begin(self, method: str, read_timeout: float) -> None:
         self._state = _HEAD
-        self._method = method
-        self._pending = b""
+        self._answer = AnswerParser(method, self._chunks)
         self.head = None
-        self._left = None
-        self._chunked = None
         self._buffered = 0
         self.error = None
         self.keep_alive = False
         self.received_any = False
-        self._interim = 0
-        self._doubtful = False
         self._read_timeout = read_timeout
 
     @property
@@ -213,6 +214,7 @@ class UpstreamConnection(asyncio.Protocol):
     def finish_exchange(self) -> None:
         """Back to idle, for the pool."""
         self._state = _IDLE
+        self._answer = None
         self.head = None
 
     def fail(self, error: UpstreamFailure) -> None:
@@ -230,98 +232,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    # ---- framing -------------------------------------------------------------------------------
-
-    def _feed_head(self, data: bytes) -> None:
-        buffer = self._pending + data if self._pending else data
-        self._pending = b""
-        while True:  # interim answers (100, 103) come first: a loop, never a recursion
-            head, rest = self._next_head(buffer)
-            if head is None:
-                return
-            if head.status >= 200:
-                break
-            self._interim += 1
-            # 101 is a switch nobody asked for (upgrades go through aiohttp).
-            if head.status == 101 or self._interim > MAX_INTERIM:
-                self._fail(InvalidAnswer())
-                return
-            if not rest:
-                return
-            buffer = rest
-        self.head = head
-        self.keep_alive = head.keep_alive and not self._doubtful
-        if head.bodyless or head.length == 0:
-            self._finish()
-            if rest:
-                self.keep_alive = False
-        else:
-            self._state = _BODY
-            self._left = head.length
-            self._chunked = ChunkedDecoder() if head.chunked else None
-            if rest:
-                self._feed_body(rest)
-        self._wake()
-
-    def _next_head(self, buffer: bytes) -> tuple[ResponseHead | None, bytes]:
-        """The head at the start of `buffer` and the bytes after it; (None, b"") when it is
-        incomplete (kept for the next read) or invalid (the exchange failed)."""
-        end, start = head_end(buffer)
-        if end < 0 and len(buffer) <= MAX_HEAD:
-            self._pending = buffer
-            return None, b""
-        if end < 0 or end > MAX_HEAD:
-            self._fail(InvalidAnswer())
-            return None, b""
-        try:
-            head = parse_response_head(buffer[:end], self._method)
-        except InvalidResponse:
-            self._fail(InvalidAnswer())
-            return None, b""
-        # A bare LF ended the head, or an interim answer was doubtful: so is the final answer.
-        if buffer[end:start] != CRLFCRLF or (head.status < 200 and not head.keep_alive):
-            self._doubtful = True
-        return head, buffer[start:]
-
-    def _feed_body(self, data: bytes) -> None:
-        left = self._left
-        chunks = self._chunks
-        size = len(data)
-        if left is not None:
-            if size >= left:
-                if size > left:
-                    self.keep_alive = False  # more than the answer: not to be trusted
-                    data = data[:left]
-                    size = left
-                self._left = 0
-                chunks.append(data)
-                self._buffered += size
-                self._finish()
-            else:
-                self._left = left - size
-                chunks.append(data)
-                self._buffered += size
-        elif self._chunked is not None:
-            before = len(chunks)
-            try:
-                rest = self._chunked.feed(data, chunks)
-            except InvalidResponse:
-                self._fail(InvalidAnswer())
-                return
-            for index in range(before, len(chunks)):
-                self._buffered += len(chunks[index])
-            if self._chunked.done:
-                self._finish()
-                if rest:
-                    self.keep_alive = False
-        else:
-            chunks.append(data)
-            self._buffered += size
-        if self._buffered > HIGH_WATER and not self._reading_paused and self._state == _BODY:
-            assert self.transport is not None
-            self._reading_paused = True
-            self.transport.pause_reading()
-        self._wake()
+    # ---- completion ----------------------------------------------------------------------------
 
     def _finish(self) -> None:
         self._state = _DONE

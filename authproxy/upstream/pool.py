@@ -150,7 +150,8 @@ def origin_client_of(session: ClientSession) -> OriginClient:
 class UpstreamPool:
     """Build it inside the running loop (aiohttp sessions bind to it); `close()` closes them all."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], *, busy_poll_us: int = 0) -> None:
+        self._busy_poll = busy_poll_us / 1_000_000  # seconds, for each OriginClient
         self._sessions: dict[SessionKey, ClientSession] = {}
         self._by_route: dict[str, ClientSession] = {}
         for route in routes:
@@ -179,7 +180,7 @@ class UpstreamPool:
                     context if isinstance(context, ssl.SSLContext) else unverified_context()
                 )
             connector = PooledConnector(
-                OriginClient(route.upstream.origin(), lean_context),
+                OriginClient(route.upstream.origin(), lean_context, busy_poll=self._busy_poll),
                 limit=0,
                 ssl=context,
                 keepalive_timeout=30.0,

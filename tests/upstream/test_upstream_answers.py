@@ -7,11 +7,13 @@ answer that cannot be framed, and a connection whose framing was doubtful is nev
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 import pytest
 from fakes import RawUpstream, get, raw_request, route, running_proxy
 
-from authproxy.upstream.http1 import MAX_HEAD, MAX_INTERIM, parse_head
+from authproxy.errors import InvalidAnswer
+from authproxy.upstream.answer import MAX_FRAMING, MAX_HEAD, MAX_INTERIM, AnswerParser
 
 
 def answering(answers: dict[str, bytes]) -> RawUpstream:
@@ -158,6 +160,17 @@ async def test_a_body_holding_a_head_after_a_bare_lf_head_is_not_read_as_headers
     assert "X-Injected" not in response.headers
 
 
+async def test_a_body_after_a_head_answer_is_never_read_as_the_next_answer() -> None:
+    # The parser expects the 5 bytes a GET would get; the answer to HEAD has none (RFC 9112 §6.3).
+    answers = {"/h": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/", "/next": OK}
+    async with answering(answers) as upstream, running_proxy(route(upstream.url)) as proxy:
+        head = await raw_request(proxy, get("/api/h").replace(b"GET", b"HEAD", 1), head_only=True)
+        after = await raw_request(proxy, get("/api/next"))
+    assert head.headers.getall("Content-Length") == ["5"]
+    assert (after.status, after.body) == (200, b"ok")
+    assert upstream.connections == 2
+
+
 # ---- floods and oversized heads ------------------------------------------------------------------
 
 
@@ -183,16 +196,124 @@ async def test_an_oversized_head_is_a_502_even_when_complete() -> None:
 # ---- the parser, without sockets -----------------------------------------------------------------
 
 
+def read(answer: bytes, method: str = "GET", step: int = 0) -> tuple[AnswerParser, bytes]:
+    """`answer` fed to a parser whole, or `step` bytes at a time; the parser and the body."""
+    body: deque[bytes] = deque()
+    parser = AnswerParser(method, body)
+    step = step or len(answer)
+    for start in range(0, len(answer), step):
+        parser.feed(answer[start : start + step])
+    return parser, b"".join(body)
+
+
+def head_of(answer: bytes, method: str = "GET") -> AnswerParser:
+    parser, _ = read(answer + b"\r\n\r\n", method)
+    assert parser.head is not None
+    return parser
+
+
+def test_framing_follows_rfc_9112() -> None:
+    sized = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1")
+    assert sized.head is not None
+    assert (sized.head.length, sized.head.chunked, sized.head.keep_alive) == (5, False, True)
+    assert sized.head.headers == [("Content-Length", "5"), ("Set-Cookie", "a=1")]
+    head = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5", "HEAD")
+    assert (head.complete, head.reusable) == (True, True)
+    not_modified = head_of(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5")
+    assert (not_modified.complete, not_modified.reusable) == (True, True)
+    to_close = head_of(b"HTTP/1.0 200 OK")
+    assert to_close.until_close
+    kept, _ = read(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
+    assert kept.reusable
+    closing, _ = read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert (closing.complete, closing.reusable) == (True, False)
+    folded = head_of(b"HTTP/1.1 200 OK\nX-A: one\n two\nContent-Length: 0")
+    assert folded.head is not None
+    assert folded.head.headers[0] == ("X-A", "one two")
+    assert not folded.reusable  # bare LF line ends
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HELLO",
+        b"HTTP/1.1 2000 OK",
+        b"HTTP/2.0 200 OK",
+        b"HTTP/1.1 200 O\x01K",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000",
+        b"HTTP/1.1 200 OK\r\nBad Name: x",
+        b"HTTP/1.1 200 OK\r\nX: a\x00b",
+        b"HTTP/1.1 200 OK\r\nX: a\rb",
+        b"HTTP/1.1 200 OK\n X: a",
+    ],
+)
+def test_invalid_heads_are_refused(head: bytes) -> None:
+    with pytest.raises(InvalidAnswer):
+        read(head + b"\r\n\r\n")
+
+
+def test_chunked_bodies_survive_any_split_and_bytes_after_them_are_not_trusted() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nTrailer: x\r\n\r\n"
+    )
+    for step in (1, 2, 3, 7, len(answer)):
+        parser, body = read(answer, step=step)
+        assert (parser.complete, parser.reusable, body) == (True, True, b"hello world!")
+        assert parser.head is not None
+        assert ("Trailer", "x") not in parser.head.headers
+        parser, body = read(answer + b"HTTP/1.1 200 OK\r\n", step=step)
+        assert (parser.complete, parser.reusable, body) == (True, False, b"hello world!")
+
+
+def test_a_head_answer_never_has_a_body_and_bytes_after_it_are_not_trusted() -> None:
+    parser, body = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "HEAD")
+    assert (parser.complete, parser.reusable, body) == (True, False, b"")
+    chunked, _ = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "HEAD")
+    assert (chunked.complete, chunked.reusable) == (True, True)
+
+
+def test_chunk_framing_is_strict_and_bounded() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    # Bare LF after a chunk size: llhttp refuses it in every mode, and so does the proxy.
+    with pytest.raises(InvalidAnswer):
+        read(chunked + b"5\nhello\r\n0\r\n\r\n")
+    # Trailers are dropped, and an endless stream of them is refused.
+    trailers = b"5\r\nhello\r\n0\r\n" + b"X-Trailer: aaaaaaaaaaaaaaaa\r\n" * 4096
+    with pytest.raises(InvalidAnswer):
+        read(chunked + trailers, step=4096)
+    assert len(trailers) > MAX_FRAMING
+
+
+def test_the_head_limit_counts_every_head_of_an_answer() -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"a" * 8000 + b">\r\n\r\n"
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    parser, body = read(interim * 3 + final)
+    assert (parser.complete, body) == (True, b"ok")
+    too_many = MAX_HEAD // len(interim) + 1
+    assert too_many <= MAX_INTERIM  # refused for their size, not their number
+    with pytest.raises(InvalidAnswer):
+        read(interim * too_many + final)
+
+
 def test_framing_of_doubtful_heads() -> None:
-    repeated = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5", "GET")
-    assert (repeated.length, repeated.content_length, repeated.keep_alive) == (5, 5, False)
-    both = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked", "GET")
-    assert (both.chunked, both.content_length, both.keep_alive) == (True, None, False)
-    twice = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked", "GET")
-    assert not twice.keep_alive
-    empty_te = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2", "GET")
-    assert (empty_te.length, empty_te.keep_alive) == (None, False)
-    no_content = parse_head(b"HTTP/1.1 204 No Content\r\nContent-Length: 5", "GET")
-    assert (no_content.bodyless, no_content.content_length) == (True, None)
-    clean = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5", "GET")
-    assert (clean.length, clean.content_length, clean.keep_alive) == (5, 5, True)
+    repeated = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5")
+    assert repeated.head is not None
+    assert (repeated.head.length, repeated.head.content_length, repeated.doubtful) == (5, 5, True)
+    both = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked")
+    assert both.head is not None
+    assert (both.head.chunked, both.head.content_length, both.doubtful) == (True, None, True)
+    twice = head_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked")
+    assert twice.head is not None
+    assert not twice.head.keep_alive
+    empty_te = head_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2")
+    assert empty_te.head is not None
+    assert (empty_te.head.length, empty_te.until_close, empty_te.doubtful) == (None, True, True)
+    no_content = head_of(b"HTTP/1.1 204 No Content\r\nContent-Length: 5")
+    assert no_content.head is not None
+    assert (no_content.head.bodyless, no_content.head.content_length) == (True, None)
+    clean = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5")
+    assert clean.head is not None
+    assert (clean.head.length, clean.head.content_length, clean.doubtful) == (5, 5, False)

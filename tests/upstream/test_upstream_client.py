@@ -25,16 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fakes import BOUND, FakeUpstream, RawUpstream
+from fakes import BOUND, FakeUpstream, RawUpstream, route
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.settings import Timeouts
-from authproxy.upstream.busy_poll import BusyPoll
-from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
-from authproxy.upstream.connection import HIGH_WATER
-from authproxy.upstream.http1 import ChunkedDecoder, InvalidResponse, parse_head
-from authproxy.upstream_errors import (
+from authproxy.errors import (
     BodyCutShort,
     CertificateRejected,
     ConnectFailed,
@@ -42,6 +37,11 @@ from authproxy.upstream_errors import (
     SendFailed,
     TimedOut,
 )
+from authproxy.settings import Timeouts
+from authproxy.upstream.busy_poll import BusyPoll
+from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
+from authproxy.upstream.connection import HIGH_WATER
+from authproxy.upstream.pool import UpstreamPool
 
 MiB = 1024 * 1024
 TIMEOUTS = Timeouts(connect=5.0, read=BOUND)
@@ -90,58 +90,6 @@ def stream_of(*parts: bytes) -> StreamReader:
         reader.feed_data(part)
     reader.feed_eof()
     return reader
-
-
-# ---- the head parser and the chunked decoder, without sockets -----------------------------------
-
-
-def test_framing_follows_rfc_9112() -> None:
-    sized = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1", "GET")
-    assert (sized.length, sized.chunked, sized.keep_alive) == (5, False, True)
-    both = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked", "GET")
-    assert both.chunked
-    assert not both.keep_alive
-    assert parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5", "HEAD").bodyless
-    assert parse_head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5", "GET").bodyless
-    to_close = parse_head(b"HTTP/1.0 200 OK", "GET")
-    assert to_close.length is None
-    assert not to_close.chunked
-    assert not to_close.keep_alive
-    kept = parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0", "GET")
-    assert kept.keep_alive
-    closing = parse_head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0", "GET")
-    assert not closing.keep_alive
-    folded = parse_head(b"HTTP/1.1 200 OK\nX-A: one\n two\nContent-Length: 0", "GET")
-    assert folded.headers[0] == ("X-A", "one two")
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"HELLO",
-        b"HTTP/1.1 2000 OK",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6",
-        b"HTTP/1.1 200 OK\r\nContent-Length: -1",
-        b"HTTP/1.1 200 OK\r\nBad Name: x",
-        b"HTTP/1.1 200 OK\r\nX: a\x00b",
-        b"HTTP/1.1 200 OK\r\nX: a\rb",
-    ],
-)
-def test_invalid_heads_are_refused(head: bytes) -> None:
-    with pytest.raises(InvalidResponse):
-        parse_head(head, "GET")
-
-
-def test_chunked_decoding_survives_any_split() -> None:
-    wire = b"5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nTrailer: x\r\n\r\nNEXT"
-    for step in (1, 2, 3, 7, len(wire)):
-        decoder, rest = ChunkedDecoder(), b""
-        out: list[bytes] = []
-        for start in range(0, len(wire), step):
-            rest = decoder.feed(wire[start : start + step], out)
-        assert decoder.done
-        assert b"".join(out) == b"hello world!"
-        assert b"NEXT".endswith(rest)
 
 
 # ---- keep-alive and framing on real sockets -----------------------------------------------------
@@ -540,6 +488,26 @@ async def test_busy_polling_lasts_one_window_after_the_last_touch() -> None:
     await asyncio.sleep(0)
     assert not poll.active
     BusyPoll(0.0, clock=lambda: now[0]).touch(loop)  # off: schedules nothing
+
+
+@pytest.mark.parametrize(("busy_poll_us", "polling"), [(None, False), (0, False), (100, True)])
+async def test_busy_polling_is_off_unless_upstream_busy_poll_us_sets_it(
+    busy_poll_us: int | None, polling: bool
+) -> None:
+    async with FakeUpstream() as upstream:
+        routes = [route(upstream.url)]
+        pool = (
+            UpstreamPool(routes)
+            if busy_poll_us is None
+            else UpstreamPool(routes, busy_poll_us=busy_poll_us)
+        )
+        try:
+            client = pool.client("api")
+            await fetch(client)
+            client.keep_polling()  # what the forwarder does as an answer goes out
+            assert client.polling is polling
+        finally:
+            await pool.close()
 
 
 async def test_a_reused_connection_takes_the_read_timeout_of_its_new_request() -> None:

@@ -7,7 +7,8 @@ module here and a line in `PRESETS`, never a branch in the engine.
 from __future__ import annotations
 
 from authproxy.auth.presets import coco, cosmic, crux, cucumberstudio, emnify
-from authproxy.auth.presets.base import Preset, PresetProblem
+from authproxy.auth.presets.base import Preset
+from authproxy.errors import PresetProblem
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset

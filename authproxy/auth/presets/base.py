@@ -9,15 +9,6 @@ from authproxy.secrets import Secret
 from authproxy.settings import AuthSpec
 
 
-class PresetProblem(Exception):
-    """A preset cannot be built from the given fields; `key` names the offending field."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}")
-
-
 @dataclass(frozen=True, slots=True)
 class Preset:
     """`secret_fields` are credentials (masked everywhere); `option_fields` are plain settings."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from authproxy.auth.presets.base import Preset, PresetProblem
+from authproxy.auth.presets.base import Preset
+from authproxy.errors import PresetProblem
 from authproxy.secrets import Secret
 from authproxy.settings import AdoptSpec, AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 
