@@ -42,6 +42,7 @@ from authproxy.errors import StartupError
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import log_listening, serve_until_signalled
 from authproxy.settings import Settings
+from authproxy.tasks import spawn
 
 log = structlog.get_logger("authproxy.server.supervisor")
 
@@ -100,7 +101,7 @@ class Supervisor:
             if await self._start_all():
                 log_listening(url, self._settings, workers=self._count)
                 self._keepers = [
-                    loop.create_task(self._keep(worker), name=f"authproxy.worker:{worker.index}")
+                    spawn(self._keep(worker), name=f"authproxy.worker:{worker.index}")
                     for worker in self._workers.values()
                 ]
                 await self._stopping
