@@ -27,7 +27,8 @@ from authproxy.logs.setup import configure_logging
 from authproxy.secrets import REGISTRY
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import serve_until_signalled
-from authproxy.server.supervisor import MAX_WORKERS, bind_worker, serve_worker, supervise
+from authproxy.server.supervisor import MAX_WORKERS, supervise
+from authproxy.server.worker import bind_worker, serve_worker
 from authproxy.settings import Settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through token_store, so N workers log in once (token_store: memory: once each). "
         "/-/status and /-/metrics describe the worker that answers",
     )
-    # Set by the supervisor of `--workers N` on each worker it starts (see server/supervisor.py).
+    # Set by the supervisor of `--workers N` on each worker it starts (see server/worker.py).
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
 

@@ -1,4 +1,6 @@
-"""`authproxy serve --workers N`: one supervisor process and N worker processes on one port.
+"""`authproxy serve --workers N`: the supervisor that starts, watches and stops N worker processes.
+
+What each worker does on its side of this is in server/worker.py.
 
 * Workers are fresh interpreters (`python -m authproxy serve ... --worker-index n`), not forks. A
   fork of a process that runs an event loop inherits its selector, its signal wake-up fd and its
@@ -31,7 +33,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +41,7 @@ import structlog
 
 from authproxy.config.gateway_block import refuse_unsafe_start
 from authproxy.errors import StartupError
-from authproxy.server.app import Proxy
-from authproxy.server.lifecycle import log_listening, serve_until_signalled
+from authproxy.server.lifecycle import log_listening
 from authproxy.settings import Settings
 from authproxy.tasks import spawn
 
@@ -50,7 +51,6 @@ MAX_WORKERS = 64
 RESTART_LIMIT, RESTART_WINDOW = 3, 60.0  # restarts of one worker allowed per window (seconds)
 READY_TIMEOUT = 60.0  # seconds a worker may take to start listening
 STOP_MARGIN = 10.0  # seconds past shutdown_grace before stopping workers are killed
-READY = b"R"
 
 
 class WorkersFailed(StartupError):
@@ -318,62 +318,6 @@ def _bound(family: int, host: str, port: int, *, reuse_port: bool) -> socket.soc
         sock.close()
         raise
     return sock
-
-
-# ---- the worker's side -----------------------------------------------------------------------
-
-
-def bind_worker(index: int) -> None:
-    """Every log line of this process carries `worker=<index>`.
-
-    Bound before the event loop starts: tasks and callbacks copy the context they start in.
-    """
-    structlog.contextvars.bind_contextvars(worker=index)
-
-
-async def serve_worker(
-    settings: Settings, workers: int, reload: Callable[[], Settings], supervisor_fd: int
-) -> None:
-    """Serve as one of `workers` until SIGTERM/SIGINT, or until the supervisor goes away."""
-    loop = asyncio.get_running_loop()
-    channel = socket.socket(fileno=supervisor_fd)
-    channel.setblocking(False)
-    stop = asyncio.Event()
-
-    def on_supervisor() -> None:
-        try:
-            data = channel.recv(64)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(channel.fileno())
-            log.warning("the supervisor is gone; stopping")
-            stop.set()
-
-    def send_ready() -> None:
-        # A supervisor that died meanwhile is noticed by `on_supervisor`.
-        with contextlib.suppress(OSError):
-            channel.send(READY)
-
-    def started() -> None:
-        # On the next loop turn: log lines are written once per turn, so "worker listening" is
-        # out before the supervisor hears of it and logs its own lines.
-        loop.call_soon(send_ready)
-
-    loop.add_reader(channel.fileno(), on_supervisor)
-    try:
-        await serve_until_signalled(
-            Proxy(settings, workers=workers),
-            on_started=started,
-            reload=reload,
-            stop=stop,
-            announce=False,
-        )
-    finally:
-        loop.remove_reader(channel.fileno())
-        channel.close()
 
 
 async def _exit_code(worker: Worker) -> int:
