@@ -8,9 +8,10 @@ What each worker does on its side of this is in server/worker.py.
   reads the config itself, so its secrets are registered for redaction in its own process.
 * The port. Each worker binds its own listening socket with SO_REUSEPORT; the supervisor holds
   the port for them (server/port.py).
-* A socketpair per worker. The worker writes one byte once it listens, and the supervisor logs
-  "authproxy listening" once, when all of them do. The supervisor never writes, so a worker that
-  reads end-of-file knows the supervisor died, and stops instead of serving on as an orphan.
+* A socketpair per worker (server/worker_process.py). The worker writes one byte once it
+  listens, and the supervisor logs "authproxy listening" once, when all of them do. The
+  supervisor never writes, so a worker that reads end-of-file knows the supervisor died, and
+  stops instead of serving on as an orphan.
 * Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
   `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
   A worker still starting gets it once it listens, because until then SIGHUP would kill it.
@@ -21,13 +22,10 @@ What each worker does on its side of this is in server/worker.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -35,6 +33,7 @@ import structlog
 from authproxy.errors import StartupError
 from authproxy.server.lifecycle import log_listening
 from authproxy.server.port import reserve_port
+from authproxy.server.worker_process import Worker, describe, start_worker
 from authproxy.settings import Settings
 from authproxy.tasks import spawn
 
@@ -48,15 +47,6 @@ STOP_MARGIN = 10.0  # seconds past shutdown_grace before stopping workers are ki
 
 class WorkersFailed(StartupError):
     """Workers could not start, kept dying, or did not stop; the CLI exits 1."""
-
-
-@dataclass(eq=False)
-class Worker:
-    index: int
-    process: asyncio.subprocess.Process
-    channel: socket.socket
-    ready: asyncio.Future[bool]  # True once it listens; False if it went away first
-    reload_pending: bool = False
 
 
 async def supervise(settings: Settings, count: int, command: Sequence[str]) -> None:
@@ -116,8 +106,8 @@ class Supervisor:
                 continue
             if self._stopped:
                 return False
-            code = await _exit_code(worker)
-            raise WorkersFailed(f"worker {worker.index} could not start ({_describe(code)})")
+            code = await worker.exit_code()
+            raise WorkersFailed(f"worker {worker.index} could not start ({describe(code)})")
         return not self._stopped
 
     async def _keep(self, worker: Worker) -> None:
@@ -125,7 +115,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while True:
             code = await worker.process.wait()
-            self._forget(worker)
+            worker.forget()
             if self._stopped:
                 return
             deaths = self._deaths[worker.index]
@@ -137,7 +127,7 @@ class Supervisor:
                 "worker exited unexpectedly",
                 worker=worker.index,
                 pid=worker.process.pid,
-                exit=_describe(code),
+                exit=describe(code),
             )
             if len(deaths) > RESTART_LIMIT:
                 self._failure = (
@@ -157,31 +147,13 @@ class Supervisor:
                 log.info("worker restarted", worker=worker.index, pid=worker.process.pid)
 
     async def _spawn(self, index: int) -> Worker:
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command,
-                "--listen",
-                self._listen,
-                "--worker-index",
-                str(index),
-                "--supervisor-fd",
-                str(theirs.fileno()),
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+            worker = await start_worker(index, [*self._command, "--listen", self._listen])
         except OSError as error:
-            ours.close()
             raise WorkersFailed(f"cannot start worker {index}: {error.strerror}") from None
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        worker = Worker(index, process, ours, loop.create_future())
-        loop.add_reader(ours.fileno(), self._on_channel, worker)
         self._workers[index] = worker
         if self._stopped:
-            _signal(worker, signal.SIGTERM)
+            worker.signal(signal.SIGTERM)
         return worker
 
     async def _until_ready(self, worker: Worker, deadline: float) -> bool:
@@ -194,33 +166,14 @@ class Supervisor:
             return False
         if not worker.ready.done():
             log.error("worker did not start listening in time; killing it", worker=worker.index)
-            _signal(worker, signal.SIGKILL)
+            worker.signal(signal.SIGKILL)
             return False
         if not worker.ready.result():
             return False
         if worker.reload_pending:
             worker.reload_pending = False
-            _signal(worker, signal.SIGHUP)
+            worker.signal(signal.SIGHUP)
         return True
-
-    def _on_channel(self, worker: Worker) -> None:
-        try:
-            data = worker.channel.recv(64)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:  # the worker exited
-            asyncio.get_running_loop().remove_reader(worker.channel.fileno())
-        if not worker.ready.done():
-            worker.ready.set_result(bool(data))
-
-    def _forget(self, worker: Worker) -> None:
-        if worker.channel.fileno() != -1:
-            asyncio.get_running_loop().remove_reader(worker.channel.fileno())
-            worker.channel.close()
-        if not worker.ready.done():
-            worker.ready.set_result(False)
 
     @property
     def _stopped(self) -> bool:
@@ -234,7 +187,7 @@ class Supervisor:
         log.info("SIGHUP: reloading the config in every worker")
         for worker in self._workers.values():
             if worker.ready.done() and worker.ready.result():
-                _signal(worker, signal.SIGHUP)
+                worker.signal(signal.SIGHUP)
             else:
                 worker.reload_pending = True
 
@@ -243,7 +196,7 @@ class Supervisor:
         grace = self._settings.shutdown_grace
         log.info("stopping workers", grace_seconds=grace)
         for worker in self._workers.values():
-            _signal(worker, signal.SIGTERM)
+            worker.signal(signal.SIGTERM)
         # Keepers return once their worker exited; one restarting a worker signals it (_spawn).
         waits = [worker.process.wait() for worker in self._workers.values()]
         try:
@@ -252,33 +205,11 @@ class Supervisor:
             for worker in self._workers.values():
                 if worker.process.returncode is None:
                     log.error("worker did not stop in time; killing it", worker=worker.index)
-                    _signal(worker, signal.SIGKILL)
+                    worker.signal(signal.SIGKILL)
             await asyncio.gather(*(worker.process.wait() for worker in self._workers.values()))
             self._failure = self._failure or "workers did not stop within the shutdown grace"
         for keeper in self._keepers:
             keeper.cancel()
         await asyncio.gather(*self._keepers, return_exceptions=True)
         for worker in self._workers.values():
-            self._forget(worker)
-
-
-async def _exit_code(worker: Worker) -> int:
-    """The exit code of a worker that closed its channel; killed if it lingers."""
-    try:
-        return await asyncio.wait_for(worker.process.wait(), 10.0)
-    except TimeoutError:
-        _signal(worker, signal.SIGKILL)
-        return await worker.process.wait()
-
-
-def _signal(worker: Worker, signum: int) -> None:
-    if worker.process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            worker.process.send_signal(signum)
-
-
-def _describe(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
+            worker.forget()
