@@ -131,9 +131,6 @@ class Proxy:
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
 
-    def runtime(self, route_name: str) -> RouteRuntime:
-        return self._runtimes[route_name]
-
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
         settings = self.settings
