@@ -13,7 +13,6 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -33,10 +32,8 @@ from authproxy.gateway.browser import (
     is_preflight,
 )
 from authproxy.gateway.clients import Caller, ClientGate
-from authproxy.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from authproxy.gateway.endpoints import Endpoints, is_own, unauthorized
 from authproxy.gateway.metrics import Metrics
-from authproxy.gateway.status import readiness_failures, status_document
-from authproxy.gateway.status_page import render_status_html
 from authproxy.logs.setup import info_fast
 from authproxy.problems import problem_for, problem_response
 from authproxy.proxy.forward import Exchange, RouteRuntime, forward
@@ -65,8 +62,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("authproxy.server.app")
 access_log = structlog.get_logger("authproxy.access")
-
-OwnHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # nginx's convention for "the client went away before the answer": not an HTTP status on the wire.
 CLIENT_CLOSED = 499
@@ -110,16 +105,7 @@ class Proxy:
         self.browsers = BrowserGuard(settings, settings.listen.port)
         self.metrics = Metrics()
         self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
-        # Probes stay open; what describes the upstream accounts and the clients needs an admin
-        # client's key when clients are configured.
-        self._open_own: dict[str, OwnHandler] = {
-            "/-/health": self._health,
-            "/-/ready": self._ready,
-        }
-        self._guarded_own: dict[str, OwnHandler] = {
-            "/-/status": self._status,
-            "/-/metrics": self._metrics,
-        }
+        self.endpoints = Endpoints(settings, self.managers, self.gate, self.metrics, self.clock.now)
         self._pool: UpstreamPool | None = None
         self._local: TokenStore = MemoryStore()
         self._redis: RedisTokenStore | None = None
@@ -242,6 +228,7 @@ class Proxy:
         self.replay_budget.total = settings.replay_buffer_total
         self.browsers = BrowserGuard(settings, self._bound_port)
         self.managers = managers
+        self.endpoints = Endpoints(settings, managers, self.gate, self.metrics, self.clock.now)
         self._runtimes = runtimes
 
     def _runtime_for(
@@ -389,7 +376,7 @@ class Proxy:
         request, refusal = browsers.admit(request)
         if refusal is not None:
             return refusal
-        if target == "/-" or target.startswith("/-/"):
+        if is_own(target):
             return await self._own(request, target.partition("?")[0], exchange)
         if is_preflight(request) and (answer := self._preflight(target, request)) is not None:
             return answer
@@ -427,7 +414,7 @@ class Proxy:
         # Before routing: an unknown route answers 401 too, so nobody can probe which exist.
         caller = self.gate.identify(request.headers)
         if caller is None:
-            return None, _unauthorized()
+            return None, unauthorized()
         exchange.client = caller.client.name
         exchange.strip = frozenset({caller.carrier.lower()})
         if wait := self.gate.retry_after(caller.client):
@@ -455,44 +442,7 @@ class Proxy:
         # and probes out of reach of cross-site timing and of no-cors requests.
         if (refusal := self.browsers.cross_site(request.headers, None)) is not None:
             return refusal
-        if (handler := self._open_own.get(path)) is not None:
-            return await handler(request)
-        if (handler := self._guarded_own.get(path)) is None:
-            return problem_response(404, "no such proxy endpoint")
-        if self.gate.enabled:
-            caller = self.gate.identify(request.headers)
-            if caller is None:
-                return _unauthorized()
-            exchange.client = caller.client.name
-            if not caller.client.admin:
-                # Status and metrics describe every route and client, whatever the caller's
-                # own `routes` allow.
-                return problem_response(
-                    403, "only a client with 'admin: true' may read this", kind="admin-only"
-                )
-        return await handler(request)
-
-    async def _metrics(self, _request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(
-            body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
-        )
-
-    async def _health(self, _request: web.BaseRequest) -> web.StreamResponse:
-        return web.json_response({"status": "ok"})
-
-    async def _ready(self, _request: web.BaseRequest) -> web.StreamResponse:
-        failing = readiness_failures(self.managers, self.clock.now())
-        if failing:
-            return web.json_response({"status": "not ready", "routes": failing}, status=503)
-        return web.json_response({"status": "ready"})
-
-    async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
-        document = status_document(self.settings, self.managers, self.clock.now())
-        # For watching a long-running process: tasks that pile up are a leak (see bench/soak.py).
-        document["process"] = {"pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
-        if "text/html" in request.headers.get("Accept", ""):
-            return web.Response(text=render_status_html(document), content_type="text/html")
-        return web.json_response(document)
+        return await self.endpoints.answer(request, path, exchange)
 
 
 def _url_of(address: object) -> str:
@@ -505,12 +455,3 @@ def _url_of(address: object) -> str:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _unauthorized() -> web.Response:
-    return problem_response(
-        401,
-        "a client key is required: send it as X-Authproxy-Key or Authorization: Bearer",
-        kind="client-unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="authproxy"'},
-    )
