@@ -1,18 +1,14 @@
-"""The proxy process's owner: the listening socket, upstream sessions, routes and background tasks.
+"""`Proxy`: one process's start, stop and reload, and what it owns meanwhile.
 
-`Proxy.handle` is the one entry point for every request: the proxy's own `/-/` paths, routing, and
-mapping of errors to problem+json. It holds no auth logic; a route's `RouteAuth` does.
+It owns the listening socket, the upstream pool, the token stores, the token managers and the
+background tasks, and assembles from a config the `Routing` that server/dispatch.py answers every
+request with. It holds no auth logic; a route's token manager does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import itertools
-import math
-import os
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,22 +21,16 @@ from authproxy.auth.manager import TokenManager
 from authproxy.auth.shared import SharedTokens
 from authproxy.config.gateway_block import is_loopback, refuse_unsafe_start, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
-from authproxy.gateway.browser import (
-    CORS_RESPONSE_HEADERS,
-    BrowserGuard,
-    answer_headers,
-    is_preflight,
-)
-from authproxy.gateway.clients import Caller, ClientGate
-from authproxy.gateway.endpoints import Endpoints, is_own, unauthorized
+from authproxy.gateway.browser import CORS_RESPONSE_HEADERS, BrowserGuard
+from authproxy.gateway.clients import ClientGate
+from authproxy.gateway.endpoints import Endpoints
 from authproxy.gateway.metrics import Metrics
-from authproxy.logs.setup import info_fast
-from authproxy.problems import problem_for, problem_response
-from authproxy.proxy.forward import Exchange, RouteRuntime, forward
+from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.headers import LocationRewriter
 from authproxy.proxy.request_body import BodyLimits, ReplayBudget
-from authproxy.proxy.routes import AmbiguousPath, RouteTable, UnsafePath
-from authproxy.server.protocol import ProxyHttpServer, close_after_answer
+from authproxy.proxy.routes import RouteTable
+from authproxy.server.dispatch import Dispatcher, Routing
+from authproxy.server.protocol import ProxyHttpServer
 from authproxy.settings import Route, Settings
 from authproxy.stores.file import (
     EPHEMERAL_NAME_KEY,
@@ -61,24 +51,6 @@ if TYPE_CHECKING:
     from authproxy.stores.redis import RedisTokenStore
 
 log = structlog.get_logger("authproxy.server.app")
-access_log = structlog.get_logger("authproxy.access")
-
-# nginx's convention for "the client went away before the answer": not an HTTP status on the wire.
-CLIENT_CLOSED = 499
-
-
-# New ids are a random per-process prefix plus a counter: unique, 24 hex digits like before, and
-# without an os.urandom call per request.
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def request_id_of(request: web.BaseRequest) -> str:
-    """The client's X-Request-Id when it is sane, else a new unique one."""
-    given = request.headers.get("X-Request-Id")
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
-        return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 class Proxy:
@@ -93,19 +65,14 @@ class Proxy:
         """`workers` > 1: this is one of that many processes of `serve --workers`."""
         self.settings = settings
         self.workers = workers
-        self.table = RouteTable(settings.routes)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
         self._store = store
         self.managers: dict[str, TokenManager] = {}
-        self._runtimes: dict[str, RouteRuntime] = {}
-        self.gate = ClientGate(settings.clients)
         # One budget for every buffered replay body of this process (limits.replay_buffer_total).
         self.replay_budget = ReplayBudget(settings.replay_buffer_total)
-        self.browsers = BrowserGuard(settings, settings.listen.port)
         self.metrics = Metrics()
         self.metrics.watch_tokens(lambda: self.managers, self.clock.now)
-        self.endpoints = Endpoints(settings, self.managers, self.gate, self.metrics, self.clock.now)
         self._pool: UpstreamPool | None = None
         self._local: TokenStore = MemoryStore()
         self._redis: RedisTokenStore | None = None
@@ -116,6 +83,7 @@ class Proxy:
         self._http: ProxyHttpServer | None = None
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
+        self.dispatcher = Dispatcher(self._routing(settings, {}), self.metrics, self.replay_budget)
 
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
@@ -131,7 +99,7 @@ class Proxy:
         self._name_key = self._naming_key()
         self._apply_routes(settings, {})
         self._http = server = ProxyHttpServer(
-            self.handle,
+            self.dispatcher.handle,
             header_timeout=settings.header_timeout,
             max_connections=settings.max_connections,
             handler_cancellation=True,
@@ -162,7 +130,9 @@ class Proxy:
         self.urls = [_url_of(address) for address in runner.addresses]
         # Port 0 picked one: it is part of the name the proxy gives itself (browser.HostNames).
         self._bound_port = runner.addresses[0][1] if runner.addresses else listen.port
-        self.browsers = BrowserGuard(settings, self._bound_port)
+        self.dispatcher.routing = replace(
+            self.dispatcher.routing, browsers=BrowserGuard(settings, self._bound_port)
+        )
         for name, manager in self.managers.items():
             if manager.spec.warm:
                 self.tasks.spawn(self._warm(manager), name=f"warm:{name}")
@@ -223,13 +193,19 @@ class Proxy:
                 managers[route.name] = auth
             runtimes[route.name] = self._runtime_for(route, auth, settings)
         self.settings = settings
-        self.table = RouteTable(settings.routes)
-        self.gate = ClientGate(settings.clients)
         self.replay_budget.total = settings.replay_buffer_total
-        self.browsers = BrowserGuard(settings, self._bound_port)
         self.managers = managers
-        self.endpoints = Endpoints(settings, managers, self.gate, self.metrics, self.clock.now)
-        self._runtimes = runtimes
+        self.dispatcher.routing = self._routing(settings, runtimes)
+
+    def _routing(self, settings: Settings, runtimes: dict[str, RouteRuntime]) -> Routing:
+        gate = ClientGate(settings.clients)
+        return Routing(
+            table=RouteTable(settings.routes),
+            runtimes=runtimes,
+            gate=gate,
+            browsers=BrowserGuard(settings, self._bound_port),
+            endpoints=Endpoints(settings, self.managers, gate, self.metrics, self.clock.now),
+        )
 
     def _runtime_for(
         self, route: Route, auth: TokenManager | None, settings: Settings
@@ -319,131 +295,6 @@ class Proxy:
             await self._pool.close()
             self._pool = None
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        started = time.perf_counter()
-        exchange = Exchange(request_id=request_id_of(request))
-        response: web.StreamResponse | None = None
-        self.metrics.in_flight.inc()
-        try:
-            response = await self._dispatch(request, exchange)
-            return response
-        except UpstreamError as error:
-            response = problem_for(error)
-            if error.closes_connection:
-                close_after_answer(request)
-            response.headers.extend(exchange.answer_headers)  # a listed origin may read why
-            return response
-        except asyncio.CancelledError:
-            exchange.status = exchange.status or CLIENT_CLOSED
-            raise
-        finally:
-            self.metrics.in_flight.dec()
-            self.replay_budget.release(exchange.replay_held)
-            if response is not None:
-                exchange.status = exchange.status or response.status
-                if not response.prepared:
-                    response.headers["X-Request-Id"] = exchange.request_id
-                    exchange.bytes_out = exchange.bytes_out or len(getattr(response, "body", b""))
-            info_fast(
-                access_log,
-                "request",
-                request_id=exchange.request_id,
-                route=exchange.route,
-                client=exchange.client,
-                method=request.method,
-                path=request.raw_path,
-                status=exchange.status,
-                bytes_in=exchange.bytes_in,
-                bytes_out=exchange.bytes_out,
-                upstream_ms=_ms(exchange.upstream_ms),
-                total_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-            self.metrics.request_done(
-                exchange.route, exchange.client, exchange.status, exchange.upstream_ms
-            )
-
-    async def _dispatch(self, request: web.BaseRequest, exchange: Exchange) -> web.StreamResponse:
-        target = request.raw_path
-        if request.method == "CONNECT":
-            return problem_response(
-                405,
-                "authproxy is a reverse proxy; CONNECT is not supported",
-                headers={"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"},
-            )
-        if not target.startswith("/"):
-            return problem_response(400, "only origin-form request targets (/path) are accepted")
-        browsers = self.browsers
-        request, refusal = browsers.admit(request)
-        if refusal is not None:
-            return refusal
-        if is_own(target):
-            return await self._own(request, target.partition("?")[0], exchange)
-        if is_preflight(request) and (answer := self._preflight(target, request)) is not None:
-            return answer
-        caller, refusal = self._identify(request, exchange)
-        if refusal is not None:
-            return refusal
-        try:
-            match = self.table.match(target)
-        except UnsafePath as error:
-            return problem_response(400, str(error))
-        except AmbiguousPath as error:
-            return problem_response(400, str(error), kind="ambiguous-path")
-        if match is None:
-            return problem_response(404, "no route matches this path", kind="unknown-route")
-        route = match.route
-        exchange.route = route.name
-        if caller is not None and not self.gate.allows(caller.client, route.name):
-            return problem_response(
-                403,
-                "this client may not use this route",
-                kind="route-forbidden",
-                route=route.name,
-            )
-        if (refusal := browsers.cross_site(request.headers, route.cors)) is not None:
-            return refusal
-        exchange.answer_headers = answer_headers(request.headers, route.cors)
-        return await forward(request, self._runtimes[route.name], match.upstream_url, exchange)
-
-    def _identify(
-        self, request: web.BaseRequest, exchange: Exchange
-    ) -> tuple[Caller | None, web.Response | None]:
-        """The calling client on a gateway (None without clients), or the refusal to send."""
-        if not self.gate.enabled:
-            return None, None
-        # Before routing: an unknown route answers 401 too, so nobody can probe which exist.
-        caller = self.gate.identify(request.headers)
-        if caller is None:
-            return None, unauthorized()
-        exchange.client = caller.client.name
-        exchange.strip = frozenset({caller.carrier.lower()})
-        if wait := self.gate.retry_after(caller.client):
-            return caller, problem_response(
-                429,
-                "this client's rate limit is used up; retry later",
-                kind="rate-limited",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return caller, None
-
-    def _preflight(self, target: str, request: web.BaseRequest) -> web.Response | None:
-        """Answer a CORS preflight before any client key is asked for: browsers never send one
-        on a preflight (Fetch §4.8). None: handle it as an ordinary request."""
-        try:
-            match = self.table.match(target)
-        except (UnsafePath, AmbiguousPath):
-            return None  # refused below, after the client key, like any request on this path
-        return self.browsers.preflight(request.headers, None if match is None else match.route.cors)
-
-    async def _own(
-        self, request: web.BaseRequest, path: str, exchange: Exchange
-    ) -> web.StreamResponse:
-        # Read-only, but no other origin needs them: refusing keeps the status page, metrics
-        # and probes out of reach of cross-site timing and of no-cors requests.
-        if (refusal := self.browsers.cross_site(request.headers, None)) is not None:
-            return refusal
-        return await self.endpoints.answer(request, path, exchange)
-
 
 def _url_of(address: object) -> str:
     if isinstance(address, tuple):
@@ -451,7 +302,3 @@ def _url_of(address: object) -> str:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
     return str(address)
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
