@@ -1,8 +1,8 @@
 """`Proxy`: one process's start, stop and reload, and what it owns meanwhile.
 
 It owns the listening socket, the upstream pool, the token stores, the token managers and the
-background tasks, and assembles from a config the `Routing` that server/dispatch.py answers every
-request with. It holds no auth logic; a route's token manager does.
+background tasks. A config becomes a `Routing` (server/routing.py), which server/dispatch.py
+answers every request with. It holds no auth logic; a route's token manager does.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from authproxy.auth.manager import TokenManager
 from authproxy.auth.shared import SharedTokens
 from authproxy.config.gateway_block import is_loopback, refuse_unsafe_start, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
-from authproxy.gateway.browser import CORS_RESPONSE_HEADERS, BrowserGuard
-from authproxy.gateway.clients import ClientGate
-from authproxy.gateway.endpoints import Endpoints
+from authproxy.gateway.browser import BrowserGuard
 from authproxy.gateway.metrics import Metrics
 from authproxy.proxy.forward import RouteRuntime
-from authproxy.proxy.headers import LocationRewriter
-from authproxy.proxy.request_body import BodyLimits, ReplayBudget
-from authproxy.proxy.routes import RouteTable
-from authproxy.server.dispatch import Dispatcher, Routing
+from authproxy.proxy.request_body import ReplayBudget
+from authproxy.server.dispatch import Dispatcher
 from authproxy.server.protocol import ProxyHttpServer
+from authproxy.server.routing import Routing, build_routing, route_runtime
 from authproxy.settings import Route, Settings
 from authproxy.stores.file import (
     EPHEMERAL_NAME_KEY,
@@ -191,40 +188,22 @@ class Proxy:
             auth = self._manager_for(route, previous.get(route.name))
             if auth is not None:
                 managers[route.name] = auth
-            runtimes[route.name] = self._runtime_for(route, auth, settings)
+            runtimes[route.name] = route_runtime(
+                route, auth, settings, self._pool, self.replay_budget
+            )
         self.settings = settings
         self.replay_budget.total = settings.replay_buffer_total
         self.managers = managers
         self.dispatcher.routing = self._routing(settings, runtimes)
 
     def _routing(self, settings: Settings, runtimes: dict[str, RouteRuntime]) -> Routing:
-        gate = ClientGate(settings.clients)
-        return Routing(
-            table=RouteTable(settings.routes),
-            runtimes=runtimes,
-            gate=gate,
-            browsers=BrowserGuard(settings, self._bound_port),
-            endpoints=Endpoints(settings, self.managers, gate, self.metrics, self.clock.now),
-        )
-
-    def _runtime_for(
-        self, route: Route, auth: TokenManager | None, settings: Settings
-    ) -> RouteRuntime:
-        assert self._pool is not None
-        return RouteRuntime(
-            route=route,
-            session=self._pool.session(route.name),
-            timeout=timeout_for(route),
-            rewriter=LocationRewriter(
-                str(route.upstream.origin()), route.upstream.raw_path.rstrip("/"), route.prefix
-            ),
-            auth=auth,
-            origin_client=self._pool.client(route.name),
-            drop_request=auth.request_headers if auth else frozenset(),
-            # The proxy answers CORS itself (gateway/browser.py): the upstream's never passes.
-            drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
-            bodies=BodyLimits(settings.body_timeout, self.replay_budget),
-            websocket_message=settings.websocket_message,
+        return build_routing(
+            settings,
+            runtimes,
+            self.managers,
+            bound_port=self._bound_port,
+            metrics=self.metrics,
+            now=self.clock.now,
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:

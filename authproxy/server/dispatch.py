@@ -2,7 +2,7 @@
 forwarding, the problem answers, and the access-log line and metrics it leaves behind.
 
 It holds no auth logic (a route's `RouteAuth` does) and decides nothing about configs: `Proxy`
-hands it a `Routing` per config and swaps it whole on reload.
+hands it a `Routing` (server/routing.py) per config and swaps it whole on reload.
 """
 
 from __future__ import annotations
@@ -12,23 +12,22 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
 from authproxy.errors import UpstreamError
-from authproxy.gateway.browser import BrowserGuard, answer_headers, is_preflight
+from authproxy.gateway.browser import answer_headers, is_preflight
 from authproxy.gateway.clients import Caller, ClientGate
-from authproxy.gateway.endpoints import Endpoints, is_own, unauthorized
+from authproxy.gateway.endpoints import is_own, unauthorized
 from authproxy.gateway.metrics import Metrics
 from authproxy.logs.setup import info_fast
 from authproxy.problems import problem_for, problem_response
-from authproxy.proxy.forward import Exchange, RouteRuntime, forward
+from authproxy.proxy.forward import Exchange, forward
 from authproxy.proxy.request_body import ReplayBudget
-from authproxy.proxy.routes import AmbiguousPath, RouteTable, UnsafePath
+from authproxy.proxy.routes import AmbiguousPath, UnsafePath
 from authproxy.server.protocol import close_after_answer
+from authproxy.server.routing import Routing
 
 access_log = structlog.get_logger("authproxy.access")
 
@@ -48,18 +47,6 @@ def request_id_of(request: web.BaseRequest) -> str:
     if given and len(given) <= 128 and given.isascii() and given.isprintable():
         return given
     return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
-
-
-@dataclass(frozen=True, slots=True)
-class Routing:
-    """What one config decides about requests. A reload replaces it whole, and a request reads
-    it once: in-flight requests finish with the objects they started with."""
-
-    table: RouteTable
-    runtimes: Mapping[str, RouteRuntime]
-    gate: ClientGate
-    browsers: BrowserGuard
-    endpoints: Endpoints
 
 
 class Dispatcher:
