@@ -8,12 +8,10 @@ answers every request with. It holds no auth logic; a route's token manager does
 from __future__ import annotations
 
 import contextlib
-import errno
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
@@ -26,7 +24,7 @@ from authproxy.gateway.metrics import Metrics
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.request_body import ReplayBudget
 from authproxy.server.dispatch import Dispatcher
-from authproxy.server.protocol import ProxyHttpServer
+from authproxy.server.listener import Listener, listen
 from authproxy.server.routing import Routing, build_routing, route_runtime
 from authproxy.settings import Route, Settings
 from authproxy.stores.file import (
@@ -76,8 +74,7 @@ class Proxy:
         self._shared: SharedTokens | None = None
         # What names tokens in the store (tokens.store_key); set at start, kept across reloads.
         self._name_key: bytes | None = EPHEMERAL_NAME_KEY
-        self._runner: web.ServerRunner | None = None
-        self._http: ProxyHttpServer | None = None
+        self._listener: Listener | None = None
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
         self.dispatcher = Dispatcher(self._routing(settings, {}), self.metrics, self.replay_budget)
@@ -95,49 +92,26 @@ class Proxy:
         await self._open_shared_store()
         self._name_key = self._naming_key()
         self._apply_routes(settings, {})
-        self._http = server = ProxyHttpServer(
-            self.dispatcher.handle,
-            header_timeout=settings.header_timeout,
-            max_connections=settings.max_connections,
-            handler_cancellation=True,
-            # aiohttp would inflate gzip/deflate request bodies: bytes pass as sent instead, or
-            # a body could change under the client's framing and smuggle a request upstream.
-            auto_decompress=False,
-            keepalive_timeout=settings.keepalive_timeout,
-            max_line_size=settings.max_header_size,
-            max_field_size=settings.max_header_size,
-            access_log=None,
-        )
-        self._runner = runner = web.ServerRunner(
-            server, handle_signals=False, shutdown_timeout=settings.shutdown_grace
-        )
-        await runner.setup()
-        listen = settings.listen
-        # Workers each bind their own socket to the port their supervisor holds, and the kernel
-        # spreads connections over them (see server/supervisor.py).
-        site = web.TCPSite(
-            runner, listen.host, listen.port, reuse_address=True, reuse_port=self.workers > 1
-        )
         try:
-            await site.start()
-        except OSError as error:
+            listener = await listen(self.dispatcher.handle, settings, reuse_port=self.workers > 1)
+        except StartupError:
             await self.stop()
-            reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-            raise StartupError(f"cannot listen on {listen}: {reason}") from None
-        self.urls = [_url_of(address) for address in runner.addresses]
+            raise
+        self._listener = listener
+        self.urls = listener.urls
         # Port 0 picked one: it is part of the name the proxy gives itself (browser.HostNames).
-        self._bound_port = runner.addresses[0][1] if runner.addresses else listen.port
+        self._bound_port = listener.port
         self.dispatcher.routing = replace(
             self.dispatcher.routing, browsers=BrowserGuard(settings, self._bound_port)
         )
         for name, manager in self.managers.items():
             if manager.spec.warm:
                 self.tasks.spawn(self._warm(manager), name=f"warm:{name}")
-        if not is_loopback(listen.host):
+        if not is_loopback(settings.listen.host):
             log.warning(
                 "listening on a non-loopback address: anyone who can reach it acts with the "
                 "upstream credentials",
-                listen=str(listen),
+                listen=str(settings.listen),
             )
 
     async def _open_shared_store(self) -> None:
@@ -250,9 +224,9 @@ class Proxy:
             if changed:
                 log.warning("config change needs a restart to take effect", key=key)
         self._apply_routes(kept, self.managers)
-        if self._http is not None:  # connections opened from now on
-            self._http.header_timeout = kept.header_timeout
-            self._http.max_connections = kept.max_connections
+        if self._listener is not None:  # connections opened from now on
+            self._listener.http.header_timeout = kept.header_timeout
+            self._listener.http.max_connections = kept.max_connections
         log.info("config reloaded", routes=[route.name for route in kept.routes])
 
     async def _warm(self, manager: TokenManager) -> None:
@@ -262,9 +236,9 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, close all."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._listener is not None:
+            await self._listener.runner.cleanup()
+            self._listener = None
         await self._local.close()  # the last rotations reach the token file
         await self.tasks.close()
         if self._redis is not None:
@@ -273,11 +247,3 @@ class Proxy:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-
-def _url_of(address: object) -> str:
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}"
-    return str(address)
