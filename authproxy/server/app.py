@@ -17,7 +17,7 @@ from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.shared import SharedTokens
-from authproxy.config.gateway_block import is_loopback, refuse_unsafe_start, startup_problems
+from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import BrowserGuard
 from authproxy.gateway.metrics import Metrics
@@ -57,7 +57,11 @@ class Proxy:
         store: TokenStore | None = None,
         workers: int = 1,
     ) -> None:
-        """`workers` > 1: this is one of that many processes of `serve --workers`."""
+        """`workers` > 1: this is one of that many processes of `serve --workers`.
+
+        `settings` keep the start-up rules on `settings.listen`: the loader checks them on the
+        file's address, and the CLI on the address `--listen` puts in its place.
+        """
         self.settings = settings
         self.workers = workers
         self.tasks = Tasks()
@@ -82,7 +86,6 @@ class Proxy:
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
         settings = self.settings
-        refuse_unsafe_start(settings, settings.listen)
         self._pool = UpstreamPool(settings.routes)
         self._local = (
             self._store if self._store is not None else open_store(settings.token_store, self.tasks)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import socket
 
-from authproxy.config.gateway_block import refuse_unsafe_start
 from authproxy.errors import StartupError
 from authproxy.settings import Settings
 
@@ -23,7 +22,6 @@ from authproxy.settings import Settings
 def reserve_port(settings: Settings) -> list[socket.socket]:
     """Sockets bound (not listening) with SO_REUSEPORT to every address of `listen`, one port."""
     listen = settings.listen
-    refuse_unsafe_start(settings, listen)
     if not hasattr(socket, "SO_REUSEPORT"):
         raise StartupError("--workers needs SO_REUSEPORT, which this platform lacks")
     try:
