@@ -4,8 +4,8 @@ What each worker does on its side of this is in server/worker.py.
 
 * Workers are fresh interpreters (`python -m authproxy serve ... --worker-index n`), not forks. A
   fork of a process that runs an event loop inherits its selector, its signal wake-up fd and its
-  threads, and every fork would share the random request-id prefix (server/app.py). A fresh worker
-  reads the config itself, so its secrets are registered for redaction in its own process.
+  threads, and every fork would share the random request-id prefix (server/dispatch.py). A fresh
+  worker reads the config itself, so its secrets are registered for redaction in its own process.
 * The port. Each worker binds its own listening socket with SO_REUSEPORT; the supervisor holds
   the port for them (server/port.py).
 * A socketpair per worker (server/worker_process.py). The worker writes one byte once it
