@@ -20,6 +20,7 @@ from authproxy import __version__
 from authproxy.cli.demo import run_demo
 from authproxy.cli.status import fetch_running_status, format_table, stored_status
 from authproxy.config.describe import describe_settings
+from authproxy.config.gateway_block import refuse_unsafe_start
 from authproxy.config.load import load_settings, parse_listen
 from authproxy.crypto import generate_key
 from authproxy.errors import ConfigError, ConfigProblem, StartupError
@@ -27,7 +28,8 @@ from authproxy.logs.setup import configure_logging
 from authproxy.secrets import REGISTRY
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import serve_until_signalled
-from authproxy.server.supervisor import MAX_WORKERS, bind_worker, serve_worker, supervise
+from authproxy.server.supervisor import MAX_WORKERS, supervise
+from authproxy.server.worker import bind_worker, serve_worker
 from authproxy.settings import Settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through token_store, so N workers log in once (token_store: memory: once each). "
         "/-/status and /-/metrics describe the worker that answers",
     )
-    # Set by the supervisor of `--workers N` on each worker it starts (see server/supervisor.py).
+    # Set by the supervisor of `--workers N` on each worker it starts (see server/worker.py).
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
 
@@ -138,10 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.worker_index is not None:
                 bind_worker(args.worker_index)
-            settings = _with_listen(_load(args.config), args.listen)
+            settings = _with_listen(load_settings(args.config), args.listen)
+            # The loader checked the start-up rules on the file's `listen`; `--listen` may name
+            # another address, so they are checked here once more, on the one to be bound, for
+            # a single process and for every worker alike. (A reload is checked by Proxy.reload.)
+            refuse_unsafe_start(settings, settings.listen)
 
             def reread() -> Settings:
-                return _with_listen(_load(args.config), args.listen)
+                return _with_listen(load_settings(args.config), args.listen)
 
             if args.worker_index is not None:
                 fd = args.supervisor_fd
@@ -192,11 +198,8 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _load(path: str) -> Settings:
-    return load_settings(path)
-
-
 def _with_listen(settings: Settings, listen: str | None) -> Settings:
+    """`settings` on the address `--listen` names, when it names one."""
     if listen is None:
         return settings
     try:
@@ -206,7 +209,7 @@ def _with_listen(settings: Settings, listen: str | None) -> Settings:
 
 
 def _check(path: str, *, expand: bool) -> int:
-    settings = _load(path)
+    settings = load_settings(path)
     if expand:
         print(json.dumps(describe_settings(settings), indent=2))
     else:
@@ -216,7 +219,7 @@ def _check(path: str, *, expand: bool) -> int:
 
 
 def _status(path: str, *, as_json: bool) -> int:
-    settings = _load(path)
+    settings = load_settings(path)
     document = fetch_running_status(settings)
     if document is not None:
         document["source"] = f"running proxy at {settings.listen}"

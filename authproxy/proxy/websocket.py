@@ -29,6 +29,7 @@ from yarl import URL
 from authproxy.errors import upstream_error
 from authproxy.proxy.headers import LocationRewriter, downstream_response_headers
 from authproxy.settings import Route
+from authproxy.tasks import spawn
 from authproxy.upstream.pool import UpgradeRedirected
 
 # The handshake is negotiated separately on each side; these belong to one side only.
@@ -110,9 +111,7 @@ async def proxy_websocket(
     refused: list[AnySocket] = []  # the legs whose messages the proxy refused
     try:
         await downstream.prepare(request)
-        to_upstream = asyncio.get_running_loop().create_task(
-            _pump(downstream, upstream, refused), name=f"ws-to-upstream:{route}"
-        )
+        to_upstream = spawn(_pump(downstream, upstream, refused), name=f"ws-to-upstream:{route}")
         try:
             await _pump(upstream, downstream, refused)
         finally:

@@ -1,88 +1,45 @@
-"""The proxy process's owner: the listening socket, upstream sessions, routes and background tasks.
+"""`Proxy`: one process's start, stop and reload, and what it owns meanwhile.
 
-`Proxy.handle` is the one entry point for every request: the proxy's own `/-/` paths, routing, and
-mapping of errors to problem+json. It holds no auth logic; a route's `RouteAuth` does.
+It owns the listening socket, the upstream pool, the token stores, the token managers and the
+background tasks. A config becomes a `Routing` (server/routing.py), which server/dispatch.py
+answers every request with. It holds no auth logic; a route's token manager does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
-import itertools
-import math
-import os
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 from multidict import CIMultiDict
 
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
-from authproxy.auth.grant import Grant
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
 from authproxy.auth.stats import TokenStatus
-from authproxy.config.gateway_block import is_loopback, refuse_unsafe_start, startup_problems
+from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
-from authproxy.gateway.browser import (
-    CORS_RESPONSE_HEADERS,
-    BrowserGuard,
-    answer_headers,
-    is_preflight,
-)
-from authproxy.gateway.clients import Caller, ClientGate
-from authproxy.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from authproxy.gateway.browser import BrowserGuard
 from authproxy.gateway.metrics import Metrics
-from authproxy.gateway.status import readiness_failures, status_document
-from authproxy.gateway.status_page import render_status_html
-from authproxy.http_syntax import bracket_host
-from authproxy.logs.setup import info_fast
-from authproxy.problems import problem_for, problem_response
-from authproxy.proxy.forward import Exchange, RouteRuntime, forward
-from authproxy.proxy.headers import LocationRewriter
-from authproxy.proxy.request_body import BodyLimits, ReplayBudget
-from authproxy.proxy.routes import AmbiguousPath, RouteTable, UnsafePath
-from authproxy.server.protocol import ProxyHttpServer, close_after_answer
+from authproxy.proxy.forward import RouteRuntime
+from authproxy.proxy.request_body import ReplayBudget
+from authproxy.server.dispatch import Dispatcher
+from authproxy.server.listener import Listener, listen
+from authproxy.server.routing import Routing, build_routing, route_runtime
 from authproxy.settings import Route, Settings
-from authproxy.stores import open_store
-from authproxy.stores.codec import cipher_for
-from authproxy.stores.file import FileStore, warn_if_shared_directory
-from authproxy.stores.flock import FileTokenStore
+from authproxy.stores import Stores, open_stores
 from authproxy.stores.memory import MemoryStore
-from authproxy.stores.names import EPHEMERAL_NAME_KEY, name_key_for, store_key
+from authproxy.stores.names import EPHEMERAL_NAME_KEY, store_key
 from authproxy.tasks import Tasks
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 
 if TYPE_CHECKING:
-    from authproxy.stores.redis import RedisTokenStore
+    from authproxy.auth.grant import Grant
 
 log = structlog.get_logger("authproxy.server.app")
-access_log = structlog.get_logger("authproxy.access")
-
-OwnHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
-# nginx's convention for "the client went away before the answer": not an HTTP status on the wire.
-CLIENT_CLOSED = 499
-
-
-# New ids are a random per-process prefix plus a counter: unique, 24 hex digits like before, and
-# without an os.urandom call per request.
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def request_id_of(request: web.BaseRequest) -> str:
-    """The client's X-Request-Id when it is sane, else a new unique one."""
-    given = request.headers.get("X-Request-Id")
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
-        return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 class Proxy:
@@ -94,136 +51,64 @@ class Proxy:
         store: TokenStore | None = None,
         workers: int = 1,
     ) -> None:
-        """`workers` > 1: this is one of that many processes of `serve --workers`."""
+        """`workers` > 1: this is one of that many processes of `serve --workers`.
+
+        `settings` keep the start-up rules on `settings.listen`: the loader checks them on the
+        file's address, and the CLI on the address `--listen` puts in its place.
+        """
         self.settings = settings
         self.workers = workers
-        self.table = RouteTable(settings.routes)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
         self._store = store
         self.managers: dict[str, TokenManager] = {}
-        self._runtimes: dict[str, RouteRuntime[Grant]] = {}
-        self.gate = ClientGate(settings.clients)
         # One budget for every buffered replay body of this process (limits.replay_buffer_total).
         self.replay_budget = ReplayBudget(settings.replay_buffer_total)
-        self.browsers = BrowserGuard(settings, settings.listen.port)
         self.metrics = Metrics()
         self.metrics.watch_tokens(self.token_statuses, self.clock.now)
-        # Probes stay open; what describes the upstream accounts and the clients needs an admin
-        # client's key when clients are configured.
-        self._open_own: dict[str, OwnHandler] = {
-            "/-/health": self._health,
-            "/-/ready": self._ready,
-        }
-        self._guarded_own: dict[str, OwnHandler] = {
-            "/-/status": self._status,
-            "/-/metrics": self._metrics,
-        }
         self._pool: UpstreamPool | None = None
-        self._local: TokenStore = MemoryStore()
-        self._redis: RedisTokenStore | None = None
+        self._stores = Stores(MemoryStore(), None, EPHEMERAL_NAME_KEY, "memory")
         self._shared: SharedTokens | None = None
-        # What names tokens in the store (tokens.store_key); set at start, kept across reloads.
-        self._name_key: bytes | None = EPHEMERAL_NAME_KEY
-        self._runner: web.ServerRunner | None = None
-        self._http: ProxyHttpServer | None = None
+        self._listener: Listener | None = None
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
+        self.dispatcher = Dispatcher(self._routing(settings, {}), self.metrics, self.replay_budget)
 
     def token_statuses(self) -> dict[str, TokenStatus]:
-        """Each route's token snapshot: all the gateway's endpoints ever see of auth."""
+        """Each route's token snapshot: what the metrics ever see of auth."""
         now = self.clock.now()
         return {name: manager.status(now) for name, manager in self.managers.items()}
 
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
         settings = self.settings
-        refuse_unsafe_start(settings, settings.listen)
         self._pool = UpstreamPool(settings.routes, busy_poll_us=settings.busy_poll_us)
-        self._local = (
-            self._store if self._store is not None else open_store(settings.token_store, self.tasks)
+        self._stores = stores = await open_stores(
+            settings.token_store, workers=self.workers, tasks=self.tasks, local=self._store
         )
-        if isinstance(self._local, FileStore):
-            warn_if_shared_directory(self._local.path.parent)
-        await self._open_shared_store()
-        self._name_key = self._naming_key()
+        self._shared = None if stores.shared is None else SharedTokens(stores.shared)
         self._apply_routes(settings, {})
-        self._http = server = ProxyHttpServer(
-            self.handle,
-            header_timeout=settings.header_timeout,
-            max_connections=settings.max_connections,
-            handler_cancellation=True,
-            # aiohttp would inflate gzip/deflate request bodies: bytes pass as sent instead, or
-            # a body could change under the client's framing and smuggle a request upstream.
-            auto_decompress=False,
-            keepalive_timeout=settings.keepalive_timeout,
-            max_line_size=settings.max_header_size,
-            max_field_size=settings.max_header_size,
-            access_log=None,
-        )
-        self._runner = runner = web.ServerRunner(
-            server, handle_signals=False, shutdown_timeout=settings.shutdown_grace
-        )
-        await runner.setup()
-        listen = settings.listen
-        # Workers each bind their own socket to the port their supervisor holds, and the kernel
-        # spreads connections over them (see server/supervisor.py).
-        site = web.TCPSite(
-            runner, listen.host, listen.port, reuse_address=True, reuse_port=self.workers > 1
-        )
         try:
-            await site.start()
-        except OSError as error:
+            listener = await listen(self.dispatcher.handle, settings, reuse_port=self.workers > 1)
+        except StartupError:
             await self.stop()
-            reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-            raise StartupError(f"cannot listen on {listen}: {reason}") from None
-        self.urls = [_url_of(address) for address in runner.addresses]
+            raise
+        self._listener = listener
+        self.urls = listener.urls
         # Port 0 picked one: it is part of the name the proxy gives itself (browser.HostNames).
-        self._bound_port = runner.addresses[0][1] if runner.addresses else listen.port
-        self.browsers = BrowserGuard(settings, self._bound_port)
+        self._bound_port = listener.port
+        self.dispatcher.routing = replace(
+            self.dispatcher.routing, browsers=BrowserGuard(settings, self._bound_port)
+        )
         for name, manager in self.managers.items():
             if manager.spec.warm:
                 self.tasks.spawn(self._warm(manager), name=f"warm:{name}")
-        if not is_loopback(listen.host):
+        if not is_loopback(settings.listen.host):
             log.warning(
                 "listening on a non-loopback address: anyone who can reach it acts with the "
                 "upstream credentials",
-                listen=str(listen),
+                listen=str(settings.listen),
             )
-
-    async def _open_shared_store(self) -> None:
-        store = self.settings.token_store
-        if self.workers > 1 and isinstance(self._local, FileStore):
-            # The workers share the file through FileTokenStore, which makes every write under a
-            # lock; each keeps its own copy in memory, seeded so a restart reuses stored tokens.
-            self._shared = SharedTokens(FileTokenStore(self._local.path, cipher_for(store)))
-            self._local = self._local.in_memory()
-            return
-        if store.kind != "redis" or store.url is None:
-            return
-        # Imported here: redis-py costs ~7 MiB of memory that a proxy without Redis never needs.
-        from authproxy.stores.redis import RedisTokenStore
-
-        self._redis = RedisTokenStore(store.url.reveal(), cipher_for(store))
-        self._shared = SharedTokens(self._redis)
-        if store.key is None:
-            # A team gateway must opt in (config_gateway.plaintext_store_refused); anyone else is
-            # told once. `where` is host:port, never the URL with its password.
-            log.warning(
-                "the Redis token store holds tokens in plain text: whoever can read Redis can "
-                "use them; set token_store_key (authproxy keygen)",
-                store=self._redis.where,
-            )
-        if not await self._redis.ping():
-            log.warning("shared token store unreachable at start; logging in locally until it is")
-
-    def _naming_key(self) -> bytes | None:
-        """The key for `store_key`: the store key's, else None (slow keyless names) for a store
-        that outlives the process, else any (names that never leave memory)."""
-        if (key := name_key_for(self.settings.token_store)) is not None:
-            return key
-        lasting = self._shared is not None or isinstance(self._local, FileStore)
-        return None if lasting else EPHEMERAL_NAME_KEY
 
     def _apply_routes(self, settings: Settings, previous: dict[str, TokenManager]) -> None:
         """Build every route's runtime, then switch to them all at once (no await in between).
@@ -239,39 +124,28 @@ class Proxy:
             auth = self._manager_for(route, previous.get(route.name))
             if auth is not None:
                 managers[route.name] = auth
-            runtimes[route.name] = self._runtime_for(route, auth, settings)
+            runtimes[route.name] = route_runtime(
+                route, auth, settings, self._pool, self.replay_budget
+            )
         self.settings = settings
-        self.table = RouteTable(settings.routes)
-        self.gate = ClientGate(settings.clients)
         self.replay_budget.total = settings.replay_buffer_total
-        self.browsers = BrowserGuard(settings, self._bound_port)
         self.managers = managers
-        self._runtimes = runtimes
+        self.dispatcher.routing = self._routing(settings, runtimes)
 
-    def _runtime_for(
-        self, route: Route, auth: TokenManager | None, settings: Settings
-    ) -> RouteRuntime[Grant]:
-        assert self._pool is not None
-        return RouteRuntime(
-            route=route,
-            session=self._pool.session(route.name),
-            client=self._pool.client(route.name),
-            timeout=timeout_for(route),
-            rewriter=LocationRewriter(
-                str(route.upstream.origin()), route.upstream.raw_path.rstrip("/"), route.prefix
-            ),
-            auth=auth,
-            drop_request=auth.request_headers if auth else frozenset(),
-            # The proxy answers CORS itself (gateway/browser.py): the upstream's never passes.
-            drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
-            bodies=BodyLimits(settings.body_timeout, self.replay_budget),
-            websocket_message=settings.websocket_message,
+    def _routing(self, settings: Settings, runtimes: dict[str, RouteRuntime[Grant]]) -> Routing:
+        return build_routing(
+            settings,
+            runtimes,
+            self.managers,
+            bound_port=self._bound_port,
+            metrics=self.metrics,
+            now=self.clock.now,
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
         if route.auth is None:
             return None
-        key = store_key(route, self._name_key)
+        key = store_key(route, self._stores.name_key)
         if previous is not None and previous.spec == route.auth and previous.store_key == key:
             return previous
         assert self._pool is not None
@@ -287,7 +161,7 @@ class Proxy:
             route.name,
             route.auth,
             driver=driver,
-            store=self._local,
+            store=self._stores.local,
             store_key=key,
             clock=self.clock,
             tasks=self.tasks,
@@ -312,9 +186,9 @@ class Proxy:
             if changed:
                 log.warning("config change needs a restart to take effect", key=key)
         self._apply_routes(kept, self.managers)
-        if self._http is not None:  # connections opened from now on
-            self._http.header_timeout = kept.header_timeout
-            self._http.max_connections = kept.max_connections
+        if self._listener is not None:  # connections opened from now on
+            self._listener.http.header_timeout = kept.header_timeout
+            self._listener.http.max_connections = kept.max_connections
         log.info("config reloaded", routes=[route.name for route in kept.routes])
 
     async def _warm(self, manager: TokenManager) -> None:
@@ -324,197 +198,13 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, close all."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        await self._local.close()  # the last rotations reach the token file
+        if self._listener is not None:
+            await self._listener.runner.cleanup()
+            self._listener = None
+        await self._stores.local.close()  # the last rotations reach the token file
         await self.tasks.close()
-        if self._redis is not None:
-            await self._redis.close()
-            self._redis = None
+        if self._stores.shared is not None:
+            await self._stores.shared.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        started = time.perf_counter()
-        exchange = Exchange(request_id=request_id_of(request))
-        response: web.StreamResponse | None = None
-        self.metrics.in_flight.inc()
-        try:
-            response = await self._dispatch(request, exchange)
-            return response
-        except UpstreamError as error:
-            response = problem_for(error)
-            if error.closes_connection:
-                close_after_answer(request)
-            response.headers.extend(exchange.answer_headers)  # a listed origin may read why
-            return response
-        except asyncio.CancelledError:
-            exchange.status = exchange.status or CLIENT_CLOSED
-            raise
-        finally:
-            self.metrics.in_flight.dec()
-            self.replay_budget.release(exchange.replay_held)
-            if response is not None:
-                exchange.status = exchange.status or response.status
-                if not response.prepared:
-                    response.headers["X-Request-Id"] = exchange.request_id
-                    exchange.bytes_out = exchange.bytes_out or len(getattr(response, "body", b""))
-            info_fast(
-                access_log,
-                "request",
-                request_id=exchange.request_id,
-                route=exchange.route,
-                client=exchange.client,
-                method=request.method,
-                path=request.raw_path,
-                status=exchange.status,
-                bytes_in=exchange.bytes_in,
-                bytes_out=exchange.bytes_out,
-                upstream_ms=_ms(exchange.upstream_ms),
-                total_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-            self.metrics.request_done(
-                exchange.route, exchange.client, exchange.status, exchange.upstream_ms
-            )
-
-    async def _dispatch(self, request: web.BaseRequest, exchange: Exchange) -> web.StreamResponse:
-        target = request.raw_path
-        if request.method == "CONNECT":
-            return problem_response(
-                405,
-                "authproxy is a reverse proxy; CONNECT is not supported",
-                headers={"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"},
-            )
-        if not target.startswith("/"):
-            return problem_response(400, "only origin-form request targets (/path) are accepted")
-        browsers = self.browsers
-        request, refusal = browsers.admit(request)
-        if refusal is not None:
-            return refusal
-        if target == "/-" or target.startswith("/-/"):
-            return await self._own(request, target.partition("?")[0], exchange)
-        if is_preflight(request) and (answer := self._preflight(target, request)) is not None:
-            return answer
-        caller, refusal = self._identify(request, exchange)
-        if refusal is not None:
-            return refusal
-        try:
-            match = self.table.match(target)
-        except UnsafePath as error:
-            return problem_response(400, str(error))
-        except AmbiguousPath as error:
-            return problem_response(400, str(error), kind="ambiguous-path")
-        if match is None:
-            return problem_response(404, "no route matches this path", kind="unknown-route")
-        route = match.route
-        exchange.route = route.name
-        if caller is not None and not self.gate.allows(caller.client, route.name):
-            return problem_response(
-                403,
-                "this client may not use this route",
-                kind="route-forbidden",
-                route=route.name,
-            )
-        if (refusal := browsers.cross_site(request.headers, route.cors)) is not None:
-            return refusal
-        exchange.answer_headers = answer_headers(request.headers, route.cors)
-        return await forward(request, self._runtimes[route.name], match.upstream_url, exchange)
-
-    def _identify(
-        self, request: web.BaseRequest, exchange: Exchange
-    ) -> tuple[Caller | None, web.Response | None]:
-        """The calling client on a gateway (None without clients), or the refusal to send."""
-        if not self.gate.enabled:
-            return None, None
-        # Before routing: an unknown route answers 401 too, so nobody can probe which exist.
-        caller = self.gate.identify(request.headers)
-        if caller is None:
-            return None, _unauthorized()
-        exchange.client = caller.client.name
-        exchange.strip = frozenset({caller.carrier.lower()})
-        if wait := self.gate.retry_after(caller.client):
-            return caller, problem_response(
-                429,
-                "this client's rate limit is used up; retry later",
-                kind="rate-limited",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return caller, None
-
-    def _preflight(self, target: str, request: web.BaseRequest) -> web.Response | None:
-        """Answer a CORS preflight before any client key is asked for: browsers never send one
-        on a preflight (Fetch §4.8). None: handle it as an ordinary request."""
-        try:
-            match = self.table.match(target)
-        except (UnsafePath, AmbiguousPath):
-            return None  # refused below, after the client key, like any request on this path
-        return self.browsers.preflight(request.headers, None if match is None else match.route.cors)
-
-    async def _own(
-        self, request: web.BaseRequest, path: str, exchange: Exchange
-    ) -> web.StreamResponse:
-        # Read-only, but no other origin needs them: refusing keeps the status page, metrics
-        # and probes out of reach of cross-site timing and of no-cors requests.
-        if (refusal := self.browsers.cross_site(request.headers, None)) is not None:
-            return refusal
-        if (handler := self._open_own.get(path)) is not None:
-            return await handler(request)
-        if (handler := self._guarded_own.get(path)) is None:
-            return problem_response(404, "no such proxy endpoint")
-        if self.gate.enabled:
-            caller = self.gate.identify(request.headers)
-            if caller is None:
-                return _unauthorized()
-            exchange.client = caller.client.name
-            if not caller.client.admin:
-                # Status and metrics describe every route and client, whatever the caller's
-                # own `routes` allow.
-                return problem_response(
-                    403, "only a client with 'admin: true' may read this", kind="admin-only"
-                )
-        return await handler(request)
-
-    async def _metrics(self, _request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(
-            body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
-        )
-
-    async def _health(self, _request: web.BaseRequest) -> web.StreamResponse:
-        return web.json_response({"status": "ok"})
-
-    async def _ready(self, _request: web.BaseRequest) -> web.StreamResponse:
-        failing = readiness_failures(self.token_statuses())
-        if failing:
-            return web.json_response({"status": "not ready", "routes": failing}, status=503)
-        return web.json_response({"status": "ready"})
-
-    async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
-        document = status_document(self.settings, self.token_statuses(), self.clock.now())
-        # For watching a long-running process: tasks that pile up are a leak (see bench/soak.py).
-        document["process"] = {"pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
-        if "text/html" in request.headers.get("Accept", ""):
-            return web.Response(text=render_status_html(document), content_type="text/html")
-        return web.json_response(document)
-
-
-def _url_of(address: object) -> str:
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        host = bracket_host(host)
-        return f"http://{host}:{port}"
-    return str(address)
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-def _unauthorized() -> web.Response:
-    return problem_response(
-        401,
-        "a client key is required: send it as X-Authproxy-Key or Authorization: Bearer",
-        kind="client-unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="authproxy"'},
-    )

@@ -1,20 +1,17 @@
-"""`authproxy serve --workers N`: one supervisor process and N worker processes on one port.
+"""`authproxy serve --workers N`: the supervisor that starts, watches and stops N worker processes.
+
+What each worker does on its side of this is in server/worker.py.
 
 * Workers are fresh interpreters (`python -m authproxy serve ... --worker-index n`), not forks. A
   fork of a process that runs an event loop inherits its selector, its signal wake-up fd and its
-  threads, and every fork would share the random request-id prefix (server/app.py). A fresh worker
-  reads the config itself, so its secrets are registered for redaction in its own process.
-* The port. Each worker binds its own listening socket with SO_REUSEPORT, and the kernel spreads
-  connections evenly over them. One socket bound by the supervisor and shared by all workers
-  needs no SO_REUSEPORT, but asyncio accepts up to 100 connections per wake-up, so whichever
-  worker wakes first takes a whole burst while the others idle. The supervisor picks the port once
-  (for port 0) and keeps it bound with SO_REUSEPORT but never listening: such a socket receives
-  no connections, yet holds the port across worker restarts, and Linux lets only sockets of the
-  same user join the group. It first binds without SO_REUSEPORT, which fails if anything holds
-  the port, another `--workers` supervisor included, so two proxies never silently share a port.
-* A socketpair per worker. The worker writes one byte once it listens, and the supervisor logs
-  "authproxy listening" once, when all of them do. The supervisor never writes, so a worker that
-  reads end-of-file knows the supervisor died, and stops instead of serving on as an orphan.
+  threads, and every fork would share the random request-id prefix (server/dispatch.py). A fresh
+  worker reads the config itself, so its secrets are registered for redaction in its own process.
+* The port. Each worker binds its own listening socket with SO_REUSEPORT; the supervisor holds
+  the port for them (server/port.py).
+* A socketpair per worker (server/worker_process.py). The worker writes one byte once it
+  listens, and the supervisor logs "authproxy listening" once, when all of them do. The
+  supervisor never writes, so a worker that reads end-of-file knows the supervisor died, and
+  stops instead of serving on as an orphan.
 * Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
   `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
   A worker still starting gets it once it listens, because until then SIGHUP would kill it.
@@ -25,24 +22,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import signal
-import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from authproxy.config.gateway_block import refuse_unsafe_start
-from authproxy.errors import StartupError, WorkersFailed
+from authproxy.errors import WorkersFailed
 from authproxy.http_syntax import host_port
-from authproxy.server.app import Proxy
-from authproxy.server.lifecycle import log_listening, serve_until_signalled
+from authproxy.server.lifecycle import log_listening
+from authproxy.server.port import reserve_port
+from authproxy.server.worker_process import Worker, describe, start_worker
 from authproxy.settings import Settings
+from authproxy.tasks import spawn
 
 log = structlog.get_logger("authproxy.server.supervisor")
 
@@ -50,16 +44,6 @@ MAX_WORKERS = 64
 RESTART_LIMIT, RESTART_WINDOW = 3, 60.0  # restarts of one worker allowed per window (seconds)
 READY_TIMEOUT = 60.0  # seconds a worker may take to start listening
 STOP_MARGIN = 10.0  # seconds past shutdown_grace before stopping workers are killed
-READY = b"R"
-
-
-@dataclass(eq=False)
-class Worker:
-    index: int
-    process: asyncio.subprocess.Process
-    channel: socket.socket
-    ready: asyncio.Future[bool]  # True once it listens; False if it went away first
-    reload_pending: bool = False
 
 
 async def supervise(settings: Settings, count: int, command: Sequence[str]) -> None:
@@ -92,12 +76,12 @@ class Supervisor:
         reserved = reserve_port(self._settings)
         try:
             host, port = reserved[0].getsockname()[:2]
-            url = f"http://{host_port(host, port)}"
             self._listen = host_port(host, port)
+            url = f"http://{self._listen}"
             if await self._start_all():
                 log_listening(url, self._settings, workers=self._count)
                 self._keepers = [
-                    loop.create_task(self._keep(worker), name=f"authproxy.worker:{worker.index}")
+                    spawn(self._keep(worker), name=f"authproxy.worker:{worker.index}")
                     for worker in self._workers.values()
                 ]
                 await self._stopping
@@ -119,8 +103,8 @@ class Supervisor:
                 continue
             if self._stopped:
                 return False
-            code = await _exit_code(worker)
-            raise WorkersFailed(f"worker {worker.index} could not start ({_describe(code)})")
+            code = await worker.exit_code()
+            raise WorkersFailed(f"worker {worker.index} could not start ({describe(code)})")
         return not self._stopped
 
     async def _keep(self, worker: Worker) -> None:
@@ -128,7 +112,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while True:
             code = await worker.process.wait()
-            self._forget(worker)
+            worker.forget()
             if self._stopped:
                 return
             deaths = self._deaths[worker.index]
@@ -140,7 +124,7 @@ class Supervisor:
                 "worker exited unexpectedly",
                 worker=worker.index,
                 pid=worker.process.pid,
-                exit=_describe(code),
+                exit=describe(code),
             )
             if len(deaths) > RESTART_LIMIT:
                 self._failure = (
@@ -160,31 +144,13 @@ class Supervisor:
                 log.info("worker restarted", worker=worker.index, pid=worker.process.pid)
 
     async def _spawn(self, index: int) -> Worker:
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command,
-                "--listen",
-                self._listen,
-                "--worker-index",
-                str(index),
-                "--supervisor-fd",
-                str(theirs.fileno()),
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+            worker = await start_worker(index, [*self._command, "--listen", self._listen])
         except OSError as error:
-            ours.close()
             raise WorkersFailed(f"cannot start worker {index}: {error.strerror}") from None
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        worker = Worker(index, process, ours, loop.create_future())
-        loop.add_reader(ours.fileno(), self._on_channel, worker)
         self._workers[index] = worker
         if self._stopped:
-            _signal(worker, signal.SIGTERM)
+            worker.signal(signal.SIGTERM)
         return worker
 
     async def _until_ready(self, worker: Worker, deadline: float) -> bool:
@@ -197,33 +163,14 @@ class Supervisor:
             return False
         if not worker.ready.done():
             log.error("worker did not start listening in time; killing it", worker=worker.index)
-            _signal(worker, signal.SIGKILL)
+            worker.signal(signal.SIGKILL)
             return False
         if not worker.ready.result():
             return False
         if worker.reload_pending:
             worker.reload_pending = False
-            _signal(worker, signal.SIGHUP)
+            worker.signal(signal.SIGHUP)
         return True
-
-    def _on_channel(self, worker: Worker) -> None:
-        try:
-            data = worker.channel.recv(64)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:  # the worker exited
-            asyncio.get_running_loop().remove_reader(worker.channel.fileno())
-        if not worker.ready.done():
-            worker.ready.set_result(bool(data))
-
-    def _forget(self, worker: Worker) -> None:
-        if worker.channel.fileno() != -1:
-            asyncio.get_running_loop().remove_reader(worker.channel.fileno())
-            worker.channel.close()
-        if not worker.ready.done():
-            worker.ready.set_result(False)
 
     @property
     def _stopped(self) -> bool:
@@ -237,7 +184,7 @@ class Supervisor:
         log.info("SIGHUP: reloading the config in every worker")
         for worker in self._workers.values():
             if worker.ready.done() and worker.ready.result():
-                _signal(worker, signal.SIGHUP)
+                worker.signal(signal.SIGHUP)
             else:
                 worker.reload_pending = True
 
@@ -246,7 +193,7 @@ class Supervisor:
         grace = self._settings.shutdown_grace
         log.info("stopping workers", grace_seconds=grace)
         for worker in self._workers.values():
-            _signal(worker, signal.SIGTERM)
+            worker.signal(signal.SIGTERM)
         # Keepers return once their worker exited; one restarting a worker signals it (_spawn).
         waits = [worker.process.wait() for worker in self._workers.values()]
         try:
@@ -255,140 +202,11 @@ class Supervisor:
             for worker in self._workers.values():
                 if worker.process.returncode is None:
                     log.error("worker did not stop in time; killing it", worker=worker.index)
-                    _signal(worker, signal.SIGKILL)
+                    worker.signal(signal.SIGKILL)
             await asyncio.gather(*(worker.process.wait() for worker in self._workers.values()))
             self._failure = self._failure or "workers did not stop within the shutdown grace"
         for keeper in self._keepers:
             keeper.cancel()
         await asyncio.gather(*self._keepers, return_exceptions=True)
         for worker in self._workers.values():
-            self._forget(worker)
-
-
-def reserve_port(settings: Settings) -> list[socket.socket]:
-    """Sockets bound (not listening) with SO_REUSEPORT to every address of `listen`, one port."""
-    listen = settings.listen
-    refuse_unsafe_start(settings, listen)
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise StartupError("--workers needs SO_REUSEPORT, which this platform lacks")
-    try:
-        infos = socket.getaddrinfo(
-            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        addresses = list(dict.fromkeys((info[0], str(info[4][0])) for info in infos))
-        port = listen.port
-        # Nothing may hold the port now (this bind has no SO_REUSEPORT); then keep it ourselves.
-        probes: list[socket.socket] = []
-        try:
-            for family, host in addresses:
-                probes.append(_bound(family, host, port, reuse_port=False))
-                port = port or probes[-1].getsockname()[1]
-        finally:
-            for probe in probes:
-                probe.close()
-        reserved: list[socket.socket] = []
-        try:
-            for family, host in addresses:
-                reserved.append(_bound(family, host, port, reuse_port=True))
-        except BaseException:
-            for sock in reserved:
-                sock.close()
-            raise
-    except OSError as error:
-        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise StartupError(f"cannot listen on {listen}: {reason}") from None
-    return reserved
-
-
-def _bound(family: int, host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # The options asyncio's create_server sets for the workers' own sockets.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-# ---- the worker's side -----------------------------------------------------------------------
-
-
-def bind_worker(index: int) -> None:
-    """Every log line of this process carries `worker=<index>`.
-
-    Bound before the event loop starts: tasks and callbacks copy the context they start in.
-    """
-    structlog.contextvars.bind_contextvars(worker=index)
-
-
-async def serve_worker(
-    settings: Settings, workers: int, reload: Callable[[], Settings], supervisor_fd: int
-) -> None:
-    """Serve as one of `workers` until SIGTERM/SIGINT, or until the supervisor goes away."""
-    loop = asyncio.get_running_loop()
-    channel = socket.socket(fileno=supervisor_fd)
-    channel.setblocking(False)
-    stop = asyncio.Event()
-
-    def on_supervisor() -> None:
-        try:
-            data = channel.recv(64)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(channel.fileno())
-            log.warning("the supervisor is gone; stopping")
-            stop.set()
-
-    def send_ready() -> None:
-        # A supervisor that died meanwhile is noticed by `on_supervisor`.
-        with contextlib.suppress(OSError):
-            channel.send(READY)
-
-    def started() -> None:
-        # On the next loop turn: log lines are written once per turn, so "worker listening" is
-        # out before the supervisor hears of it and logs its own lines.
-        loop.call_soon(send_ready)
-
-    loop.add_reader(channel.fileno(), on_supervisor)
-    try:
-        await serve_until_signalled(
-            Proxy(settings, workers=workers),
-            on_started=started,
-            reload=reload,
-            stop=stop,
-            announce=False,
-        )
-    finally:
-        loop.remove_reader(channel.fileno())
-        channel.close()
-
-
-async def _exit_code(worker: Worker) -> int:
-    """The exit code of a worker that closed its channel; killed if it lingers."""
-    try:
-        return await asyncio.wait_for(worker.process.wait(), 10.0)
-    except TimeoutError:
-        _signal(worker, signal.SIGKILL)
-        return await worker.process.wait()
-
-
-def _signal(worker: Worker, signum: int) -> None:
-    if worker.process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            worker.process.send_signal(signum)
-
-
-def _describe(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
+            worker.forget()

@@ -1,20 +1,23 @@
 """Where tokens rest: memory, a file, the workers' shared file, Redis.
 
 Implementations of what auth needs from storage (`auth.ports`); they never call the engine.
-`open_store` chooses the local one from the settings.
+`open_stores` is the one place that chooses them from the settings.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 
 import structlog
 
-from authproxy.auth.ports import TokenStore
+from authproxy.auth.ports import SharedStore, TokenStore
 from authproxy.settings import TokenStoreSettings
 from authproxy.stores.codec import cipher_for
-from authproxy.stores.file import FileStore
+from authproxy.stores.file import FileStore, warn_if_shared_directory
+from authproxy.stores.flock import FileTokenStore
 from authproxy.stores.memory import MemoryStore
+from authproxy.stores.names import EPHEMERAL_NAME_KEY, name_key_for
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.stores")
@@ -48,3 +51,72 @@ def open_store(settings: TokenStoreSettings, tasks: Tasks | None = None) -> Toke
             )
         return store.in_memory()
     return store
+
+
+@dataclass(slots=True)
+class Stores:
+    """The stores one process uses, chosen once from the settings (`open_stores`).
+
+    `local` is this process's copy of every grant; `shared`, when there is one, is what several
+    processes reach (the workers' token file, Redis); `name_key` names tokens in them
+    (`names.store_key`); `where` says which store this is, without any secret.
+    """
+
+    local: TokenStore
+    shared: SharedStore | None
+    name_key: bytes | None
+    where: str
+
+    async def close(self) -> None:
+        await self.local.close()  # the last rotations reach the token file
+        if self.shared is not None:
+            await self.shared.close()
+
+
+async def open_stores(
+    settings: TokenStoreSettings,
+    *,
+    workers: int = 1,
+    tasks: Tasks | None = None,
+    local: TokenStore | None = None,
+) -> Stores:
+    """The one place that turns `token_store` into stores, for `serve` and `authproxy status`.
+
+    Workers of one `serve --workers N` share the token file through `FileTokenStore` (every write
+    under a lock) and keep each a copy in memory; Redis is shared by every process. `local`
+    replaces the store the settings would give (tests).
+    """
+    store = local if local is not None else open_store(settings, tasks)
+    shared: SharedStore | None = None
+    where = "memory"
+    if isinstance(store, FileStore):
+        where = str(store.path)
+        warn_if_shared_directory(store.path.parent)
+        if workers > 1:
+            shared = FileTokenStore(store.path, cipher_for(settings))
+            store = store.in_memory()
+    if settings.kind == "redis" and settings.url is not None:
+        shared, where = await _redis(settings)
+    name_key = name_key_for(settings)
+    if name_key is None and shared is None and not isinstance(store, FileStore):
+        name_key = EPHEMERAL_NAME_KEY  # names that never leave this process: any key will do
+    return Stores(store, shared, name_key, where)
+
+
+async def _redis(settings: TokenStoreSettings) -> tuple[SharedStore, str]:
+    assert settings.url is not None
+    # Imported here: redis-py costs ~7 MiB of memory that a proxy without Redis never needs.
+    from authproxy.stores.redis import RedisTokenStore
+
+    redis = RedisTokenStore(settings.url.reveal(), cipher_for(settings))
+    if settings.key is None:
+        # A team gateway must opt in (config.gateway_block.plaintext_store_refused); anyone else
+        # is told once. `where` is host:port, never the URL with its password.
+        log.warning(
+            "the Redis token store holds tokens in plain text: whoever can read Redis can use "
+            "them; set token_store_key (authproxy keygen)",
+            store=redis.where,
+        )
+    if not await redis.ping():
+        log.warning("shared token store unreachable at start; logging in locally until it is")
+    return redis, f"redis {redis.where}"

@@ -280,10 +280,14 @@ async def test_a_public_listen_without_clients_is_refused_by_serve_and_check(
 ) -> None:
     url, _, _ = upstream
     config = write_config(tmp_path, url)
-    code, _, err = await run_cli("serve", "--config", str(config), "--listen", "0.0.0.0:0")
-    assert code == 1
-    assert "refusing to listen on 0.0.0.0:0" in err
-    assert "allow_unauthenticated" in err
+    for workers in ("1", "2"):
+        code, out, err = await run_cli(
+            "serve", "--config", str(config), "--listen", "0.0.0.0:0", "--workers", workers
+        )
+        assert code == 1, workers
+        assert err.startswith("authproxy: refusing to listen on 0.0.0.0:0: listen: a non-loopback")
+        assert "allow_unauthenticated" in err
+        assert "listening" not in out  # refused before anything was bound
     public = tmp_path / "public.yaml"
     public.write_text(f"listen: 0.0.0.0:8080\n{config.read_text()}")
     code, _, err = await run_cli("check", "--config", str(public))

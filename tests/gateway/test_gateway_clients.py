@@ -6,7 +6,6 @@ import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -18,10 +17,8 @@ from yarl import URL
 
 from authproxy.config.load import parse_settings
 from authproxy.emulators import cosmic
-from authproxy.errors import StartupError
 from authproxy.logs.setup import configure_logging
 from authproxy.server.app import Proxy
-from authproxy.settings import ListenAddress
 
 ALICE = "alice-key-00112233445566778899"
 BOB = "bob-key-aabbccddeeff00112233"
@@ -219,24 +216,27 @@ async def test_access_log_names_the_client_and_never_its_key(log_output: io.Stri
     assert BOB not in text
 
 
-async def test_a_public_address_without_clients_is_refused_at_start() -> None:
+async def test_a_public_address_opened_on_purpose_is_served_with_a_warning(
+    log_output: io.StringIO,
+) -> None:
+    """Refusing it without `clients` is the loader's and the CLI's job (tests/cli)."""
     settings = parse_settings(
         {
-            "listen": "127.0.0.1:0",
+            "listen": "0.0.0.0:0",
+            "allow_unauthenticated": True,
             "token_store": "memory",
             "routes": {"a": {"upstream": "http://127.0.0.1:9"}},
         },
         source="test",
         environ={},
     )
-    proxy = Proxy(replace(settings, listen=ListenAddress("0.0.0.0", 0)))
-    with pytest.raises(StartupError, match="allow_unauthenticated"):
-        await proxy.start()
-    opened = Proxy(
-        replace(settings, listen=ListenAddress("0.0.0.0", 0), allow_unauthenticated=True)
-    )
+    opened = Proxy(settings)
     await opened.start()
-    await opened.stop()
+    try:
+        assert opened.urls == [f"http://0.0.0.0:{URL(opened.urls[0]).port}"]
+    finally:
+        await opened.stop()
+    assert "listening on a non-loopback address" in log_output.getvalue()
 
 
 @pytest.mark.parametrize("header", [b"X-Authproxy-Key: ", b"Authorization: Bearer "])

@@ -187,7 +187,8 @@ async def test_a_reload_adding_clients_to_a_plaintext_redis_store_is_refused() -
             with pytest.raises(ConfigError) as refused:
                 proxy.reload(parse_settings(gateway, source="new.yaml", environ={}))
             assert [problem.path for problem in refused.value.problems] == ["token_store"]
-            assert [route.name for route in proxy.table.routes] == ["plain"]
-            assert not proxy.gate.enabled
+            routing = proxy.dispatcher.routing
+            assert [route.name for route in routing.table.routes] == ["plain"]
+            assert not routing.gate.enabled
         finally:
             await proxy.stop()
