@@ -224,7 +224,7 @@ def _status(path: str, *, as_json: bool) -> int:
     if document is not None:
         document["source"] = f"running proxy at {settings.listen}"
     else:
-        document = stored_status(settings, time.time())
+        document = asyncio.run(stored_status(settings, time.time()))
     print(json.dumps(document, indent=2) if as_json else format_table(document))
     return EXIT_OK
 

@@ -12,13 +12,13 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from authproxy.errors import StoreUnavailable
 from authproxy.gateway.status import iso
 from authproxy.http_syntax import bracket_host
 from authproxy.secrets import masked
-from authproxy.settings import Settings
-from authproxy.stores import open_store
-from authproxy.stores.file import FileStore
-from authproxy.stores.names import name_key_for, store_key
+from authproxy.settings import Route, Settings
+from authproxy.stores import Stores, open_stores
+from authproxy.stores.names import store_key
 
 
 def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -38,31 +38,42 @@ def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, 
         return None
 
 
-def stored_status(settings: Settings, now: float) -> dict[str, Any]:
-    store = open_store(settings.token_store)
-    name_key = name_key_for(settings.token_store)  # as the proxy names them in a file
-    routes: dict[str, Any] = {}
-    for route in settings.routes:
-        if route.auth is None:
-            routes[route.name] = {"upstream": str(route.upstream), "token": None}
-            continue
-        grant = store.load(store_key(route, name_key))
-        if grant is None:
-            state = "static" if route.auth.is_static else "none"
-        elif grant.expires_at is not None and now >= grant.expires_at:
-            state = "expired"
-        else:
-            state = "valid"
-        routes[route.name] = {
-            "upstream": str(route.upstream),
-            "token": {
-                "state": state,
-                "expires_at": iso(grant.expires_at) if grant else None,
-                "obtained_at": iso(grant.obtained_at) if grant else None,
-            },
-        }
-    source = store.path if isinstance(store, FileStore) else "memory"
-    return masked({"source": f"token store ({source})", "now": iso(now), "routes": routes})
+async def stored_status(settings: Settings, now: float) -> dict[str, Any]:
+    """Each route's token as the store holds it: the file, or Redis; chosen by `open_stores`,
+    exactly as `serve` chooses it."""
+    stores = await open_stores(settings.token_store)
+    try:
+        routes = {route.name: await _stored_route(stores, route, now) for route in settings.routes}
+    finally:
+        await stores.close()
+    source = f"token store ({stores.where})"
+    return masked({"source": source, "now": iso(now), "routes": routes})
+
+
+async def _stored_route(stores: Stores, route: Route, now: float) -> dict[str, Any]:
+    if route.auth is None:
+        return {"upstream": str(route.upstream), "token": None}
+    key = store_key(route, stores.name_key)
+    grant = stores.local.load(key)
+    if grant is None and stores.shared is not None:
+        try:
+            grant = await stores.shared.load(key)
+        except StoreUnavailable:
+            grant = None
+    if grant is None:
+        state = "static" if route.auth.is_static else "none"
+    elif grant.expires_at is not None and now >= grant.expires_at:
+        state = "expired"
+    else:
+        state = "valid"
+    return {
+        "upstream": str(route.upstream),
+        "token": {
+            "state": state,
+            "expires_at": iso(grant.expires_at) if grant else None,
+            "obtained_at": iso(grant.obtained_at) if grant else None,
+        },
+    }
 
 
 def format_table(document: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
-from proc import ProxyProcess, start_proxy
+from proc import ProxyProcess, run_cli, start_proxy
 from redis_server import RedisServer, running_redis
 
 from authproxy.emulators import cosmic
@@ -191,3 +191,22 @@ async def test_with_redis_down_requests_still_succeed_and_the_token_is_shared_la
         assert "shared token store unreachable" in proc.text
         events = [json.loads(line) for line in proc.output if line.startswith("{")]
         assert any(e.get("event") == "token shared again after the store came back" for e in events)
+
+
+async def test_status_without_a_running_proxy_reads_the_redis_store(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """`authproxy status` chooses the store exactly as `serve` does: with `token_store: redis://`
+    and no proxy answering, it reads the tokens the replicas left in Redis."""
+    async with upstream() as (url, _state):
+        (proc,) = await replicas(tmp_path, 1, url, redis.url)
+        try:
+            async with aiohttp.ClientSession() as client:
+                assert await get_status(client, f"{proc.url}/cosmic/v1/buckets") == 200
+        finally:
+            assert await proc.stop() == 0
+    code, out, err = await run_cli("status", "--config", str(tmp_path / "r0.yaml"), "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["source"] == f"token store (redis 127.0.0.1:{redis.port})"
+    assert document["routes"]["cosmic"]["token"]["state"] == "valid"
