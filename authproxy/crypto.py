@@ -12,11 +12,14 @@ redaction registry on parse, and errors describe the expected shape, never the i
 from __future__ import annotations
 
 import re
-from typing import Protocol
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING, Protocol
 
 from authproxy.secrets import REGISTRY
+
+if TYPE_CHECKING:
+    # Imported where used: `cryptography` costs about 7 MiB of memory in every process, and a
+    # proxy without token_store_key never needs it.
+    from cryptography.fernet import Fernet
 
 KEY_ERROR = "not a valid Fernet key: expected 32 url-safe base64-encoded bytes"
 _KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}=")
@@ -44,6 +47,8 @@ class TokenCipher:
             # Fernet alone accepts trailing text after the padding; one spelling per key is safer.
             if not _KEY_SHAPE.fullmatch(key):
                 raise ValueError
+            from cryptography.fernet import Fernet
+
             fernet = Fernet(key.encode())
         except (ValueError, TypeError):
             # `from None`: the cause's text is the codec's view of the key, which we never show.
@@ -55,6 +60,8 @@ class TokenCipher:
         return self._fernet.encrypt(plaintext)
 
     def decrypt(self, token: bytes) -> bytes | None:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(token)
         except InvalidToken:
@@ -84,4 +91,6 @@ class NullCipher:
 
 def generate_key() -> str:
     """A fresh random key, as `authproxy keygen` prints it."""
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode("ascii")

@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any
 
 from authproxy import __version__
-from authproxy.cli.demo import run_demo
 from authproxy.cli.status import fetch_running_status, format_table, stored_status
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
@@ -159,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             return _run(lambda: _serve(settings, reread), args.loop)
         if args.command == "demo":
+            # Imported here: the emulators (and PyJWT, which they issue tokens with) are the
+            # demo's alone, and a proxy never loads them.
+            from authproxy.cli.demo import run_demo
+
             return _run(lambda: run_demo(args.listen), args.loop)
     except ConfigError as error:
         print(f"authproxy: {REGISTRY.scrub(str(error))}", file=sys.stderr)
