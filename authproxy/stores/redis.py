@@ -50,6 +50,7 @@ from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
 from authproxy.secrets import REGISTRY
 from authproxy.stores.codec import open_grant, seal_grant
+from authproxy.tasks import spawn
 
 log = structlog.get_logger("authproxy.stores.redis")
 
@@ -240,9 +241,7 @@ class LoginLock:
             )
             if fence:
                 self.held, self._fence = True, int(fence)
-                self._renewal = asyncio.get_running_loop().create_task(
-                    self._renew(), name=f"authproxy.login-lock-renewal:{self.key}"
-                )
+                self._renewal = spawn(self._renew(), name=f"login-lock-renewal:{self.key}")
                 return self
             if self._ready is not None and await self._ready():
                 return self
@@ -259,11 +258,10 @@ class LoginLock:
         self.held = False
         if (renewal := self._renewal) is not None:
             renewal.cancel()
-            # `wait`, not `await renewal`: our own cancellation must still propagate.
+            # `wait`, not `await renewal`: our own cancellation must still propagate. A failure
+            # of the renewal was logged by `spawn` when it happened.
             await asyncio.wait([renewal])
             self._renewal = None
-            if not renewal.cancelled() and (failure := renewal.exception()) is not None:
-                log.error("login lock renewal failed", key=self.key, error=repr(failure))
         store = self._store
         try:
             await store._call(store._release(keys=self._names[:1], args=[self._owner]))
