@@ -1,4 +1,4 @@
-"""`authproxy demo`: the proxy in front of built-in emulators of the five APIs; no config needed.
+"""`authproxy demo`: the proxy in front of built-in emulators of the APIs; no config needed.
 
 The demo config goes through the same loader as a user's YAML, so what the demo shows is what a
 config file gets.
@@ -16,26 +16,14 @@ from authproxy.server.lifecycle import serve_until_signalled
 from authproxy.settings import Settings
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
-SAMPLE_PATHS = {
-    "cosmic": "/v1/buckets",
-    "coco": "/account/profile",
-    "crux": "/api/v1/orders/",
-    "cucumberstudio": "/api/projects",
-    "emnify": "/api/v1/endpoint",
-}
-
-
-# The emulators also accept these static alternatives; the demo shows the login flows instead.
-ALTERNATIVE_FIELDS = frozenset({"api_token", "application_token"})
 
 
 def demo_settings(stack: EmulatorStack, listen: str) -> Settings:
     routes: dict[str, object] = {}
     for emulator in stack:
-        fields = {k: v for k, v in emulator.credentials.items() if k not in ALTERNATIVE_FIELDS}
         routes[emulator.name] = {
             "upstream": emulator.url,
-            "auth": {"preset": emulator.name, **fields},
+            "auth": {"preset": emulator.name, **emulator.demo.login},
         }
     try:
         address = parse_listen(listen)
@@ -49,11 +37,11 @@ def demo_settings(stack: EmulatorStack, listen: str) -> Settings:
     return parse_settings(document, source="demo", environ={})
 
 
-def print_banner(url: str) -> None:
+def print_banner(url: str, stack: EmulatorStack) -> None:
     lines = [
         "",
-        f"authproxy demo: five emulated APIs behind {url} (no credentials needed):",
-        *(f"  curl {url}/{name}{path}" for name, path in SAMPLE_PATHS.items()),
+        f"authproxy demo: emulated APIs behind {url} (no credentials needed):",
+        *(f"  curl {url}/{emulator.name}{emulator.demo.sample_path}" for emulator in stack),
         f"  curl {url}/-/status",
         "Press Ctrl-C to stop.",
         "",
@@ -65,6 +53,6 @@ async def run_demo(listen: str | None) -> None:
     stack = await start_emulators()
     try:
         proxy = Proxy(demo_settings(stack, listen or DEFAULT_LISTEN))
-        await serve_until_signalled(proxy, on_started=lambda: print_banner(proxy.urls[0]))
+        await serve_until_signalled(proxy, on_started=lambda: print_banner(proxy.urls[0], stack))
     finally:
         await stack.close()

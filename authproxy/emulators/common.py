@@ -207,3 +207,15 @@ def build_app(
     app.router.add_post(login_path, login_route)
     app.router.add_route("*", "/{tail:.*}", echo_route)
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class DemoApi:
+    """What an emulator declares for `authproxy demo`: how to serve it with demo settings, the
+    preset fields the demo logs in with, and a path worth trying. A sixth emulator that declares
+    one and is listed in `emulators.DEMOS` is in the demo; nothing else changes."""
+
+    name: str
+    make_app: Callable[[Clock], web.Application]
+    login: Mapping[str, str]  # the preset's fields for the demo (the login flow, not a static one)
+    sample_path: str

@@ -21,6 +21,7 @@ from aiohttp import web
 from authproxy.emulators.common import (
     GRANTED,
     Clock,
+    DemoApi,
     EmulatorState,
     Granted,
     auth_param,
@@ -77,3 +78,7 @@ def make_app(
     app = build_app(state, LOGIN_PATH, login, authorize)
     app[STATE] = state
     return app
+
+
+DEMO: Final = DemoApi(NAME, lambda clock: make_app(clock=clock), DEMO_CREDENTIALS, "/v1/buckets")
+"""This API in `authproxy demo`: demo settings, the demo's login fields, a path to try."""

@@ -29,6 +29,7 @@ from aiohttp import web
 from authproxy.emulators.common import (
     GRANTED,
     Clock,
+    DemoApi,
     EmulatorState,
     Granted,
     auth_param,
@@ -106,3 +107,9 @@ def make_app(settings: CruxSettings | None = None, *, clock: Clock = time.time) 
     app = build_app(state, LOGIN_PATH, login, authorize)
     app[STATE] = state
     return app
+
+
+DEMO: Final = DemoApi(
+    NAME, lambda clock: make_app(clock=clock), DEMO_CREDENTIALS, "/api/v1/orders/"
+)
+"""This API in `authproxy demo`: demo settings, the demo's login fields, a path to try."""

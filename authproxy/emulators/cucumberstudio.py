@@ -29,7 +29,14 @@ from typing import Final
 
 from aiohttp import web
 
-from authproxy.emulators.common import Clock, EmulatorState, Granted, build_app, fields_match
+from authproxy.emulators.common import (
+    Clock,
+    DemoApi,
+    EmulatorState,
+    Granted,
+    build_app,
+    fields_match,
+)
 
 NAME: Final = "cucumberstudio"
 LOGIN_PATH: Final = "/api/auth/sign_in"
@@ -132,3 +139,7 @@ def make_app(
     app = build_app(state, LOGIN_PATH, login, authorize)
     app[STATE] = state
     return app
+
+
+DEMO: Final = DemoApi(NAME, lambda clock: make_app(clock=clock), DEMO_CREDENTIALS, "/api/projects")
+"""This API in `authproxy demo`: demo settings, the demo's login fields, a path to try."""

@@ -2,7 +2,7 @@
 
     stack = await start_emulators()
     stack["emnify"].url            # "http://127.0.0.1:<port>"
-    stack["emnify"].credentials    # the demo credentials it accepts
+    stack["emnify"].demo           # what it declared for the demo (login fields, a sample path)
     await stack.close()
 
 Access logging is off: the request lines and headers it could print would carry tokens.
@@ -11,42 +11,25 @@ Access logging is off: the request lines and headers it could print would carry 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Final
 
 from aiohttp import web
 from yarl import URL
 
-from authproxy.emulators import coco, cosmic, crux, cucumberstudio, emnify
-from authproxy.emulators.common import Clock, EmulatorState, emulator_state
-
-AppFactory = Callable[[Clock], web.Application]
-
-DEMO_APIS: Final[Mapping[str, tuple[AppFactory, Mapping[str, str]]]] = MappingProxyType(
-    {
-        cosmic.NAME: (lambda clock: cosmic.make_app(clock=clock), cosmic.DEMO_CREDENTIALS),
-        coco.NAME: (lambda clock: coco.make_app(clock=clock), coco.DEMO_CREDENTIALS),
-        crux.NAME: (lambda clock: crux.make_app(clock=clock), crux.DEMO_CREDENTIALS),
-        cucumberstudio.NAME: (
-            lambda clock: cucumberstudio.make_app(clock=clock),
-            cucumberstudio.DEMO_CREDENTIALS,
-        ),
-        emnify.NAME: (lambda clock: emnify.make_app(clock=clock), emnify.DEMO_CREDENTIALS),
-    }
-)
-"""Each API's name -> (app factory with demo settings, the demo credentials it accepts)."""
+from authproxy.emulators import DEMOS
+from authproxy.emulators.common import Clock, DemoApi, EmulatorState, emulator_state
 
 
 @dataclass(frozen=True, slots=True)
 class RunningEmulator:
-    """One emulator being served: its base URL, live state and demo credentials."""
+    """One emulator being served: its base URL, live state and what it declared for the demo."""
 
     name: str
     url: str
     state: EmulatorState
-    credentials: Mapping[str, str]
+    demo: DemoApi
 
 
 class EmulatorStack:
@@ -66,18 +49,16 @@ class EmulatorStack:
     def emulators(self) -> Mapping[str, RunningEmulator]:
         return MappingProxyType(self._emulators)
 
-    async def serve(
-        self, name: str, app: web.Application, credentials: Mapping[str, str], host: str
-    ) -> RunningEmulator:
-        """Serve `app` on a free port of `host` and list it under `name`."""
+    async def serve(self, demo: DemoApi, app: web.Application, host: str) -> RunningEmulator:
+        """Serve `app` on a free port of `host` and list it under the demo's name."""
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runners.append(runner)  # before start(): a failed bind must still be cleaned up
         await web.TCPSite(runner, host, 0).start()
         port = runner.addresses[0][1]
         url = str(URL.build(scheme="http", host=host, port=port))
-        running = RunningEmulator(name, url, emulator_state(app), credentials)
-        self._emulators[name] = running
+        running = RunningEmulator(demo.name, url, emulator_state(app), demo)
+        self._emulators[demo.name] = running
         return running
 
     async def close(self) -> None:
@@ -99,11 +80,11 @@ class EmulatorStack:
 
 
 async def start_emulators(host: str = "127.0.0.1", *, clock: Clock = time.time) -> EmulatorStack:
-    """Serve all five emulators (demo settings) on `host`, each on its own free port."""
+    """Serve every emulator of `DEMOS` (demo settings) on `host`, each on its own free port."""
     stack = EmulatorStack()
     try:
-        for name, (factory, credentials) in DEMO_APIS.items():
-            await stack.serve(name, factory(clock), credentials, host)
+        for demo in DEMOS:
+            await stack.serve(demo, demo.make_app(clock), host)
     except BaseException:
         # Stop the ones already running (a port taken, a cancelled demo) before propagating.
         await stack.close()

@@ -29,6 +29,7 @@ from aiohttp import web
 from authproxy.emulators.common import (
     GRANTED,
     Clock,
+    DemoApi,
     EmulatorState,
     Granted,
     auth_param,
@@ -142,3 +143,12 @@ def make_app(
     app = build_app(state, LOGIN_PATH, login, authorize)
     app[STATE] = state
     return app
+
+
+DEMO: Final = DemoApi(
+    NAME,
+    lambda clock: make_app(clock=clock),
+    {k: v for k, v in DEMO_CREDENTIALS.items() if k != "application_token"},
+    "/api/v1/endpoint",
+)
+"""This API in `authproxy demo`: demo settings, the demo's login fields, a path to try."""
