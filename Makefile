@@ -24,6 +24,7 @@ test: lint types unit
 lint: $(STAMP)
 	$(BIN)/ruff check authproxy tests bench tools
 	$(BIN)/ruff format --check authproxy tests bench tools
+	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy
