@@ -17,10 +17,8 @@ are not UTF-8 travel through unchanged.
 
 An answer whose framing is doubtful is read once, and its connection is never used again: a
 server and a proxy that disagree on where an answer ends are how responses get desynchronised
-(RFC 9112 §11.2). Some such heads llhttp refuses outright where a careful reading is possible:
-bare LF line ends, folded lines, repeated equal Content-Lengths, Content-Length next to
-Transfer-Encoding, an empty Transfer-Encoding. For those alone, `canonical_head` rewrites the
-head into the one reading RFC 9112 gives it and llhttp parses that, strictly, again.
+(RFC 9112 §11.2). When llhttp refuses a head, the heads are read again carefully, each in the
+canonical form upstream/canonical.py gives it.
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 from httptools import HttpParserError, HttpResponseParser
 
 from authproxy.errors import InvalidAnswer
+from authproxy.upstream.canonical import canonical_head
 
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
 # per line; all heads of an answer together in 64 KiB is generous).
@@ -48,7 +47,7 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # The end of a head: the first empty line, whatever mix of CRLF and bare LF ends it.
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-CRLF, CRLFCRLF = b"\r\n", b"\r\n\r\n"
+CRLFCRLF = b"\r\n\r\n"
 # Header names seen before, decoded and lower-cased once: upstreams send the same few names.
 _NAMES: dict[bytes, tuple[str, str]] = {}
 _NAMES_KEPT = 512
@@ -380,53 +379,3 @@ def _frame(head: ResponseHead, method: str, framing: list[tuple[str, str]]) -> b
     elif codings is None:
         head.keep_alive = False  # neither: the body runs to the close
     return True
-
-
-def canonical_head(raw: bytes) -> tuple[bytes, bool]:
-    """A head llhttp refused (without its blank line), as RFC 9112 reads it, in strict syntax;
-    and whether its framing is doubtful.
-
-    Bare LF line ends become CRLF (doubtful); folded lines (obs-fold, RFC 9112 §5.2) are joined
-    with a space (doubtful when a framing header was folded); repeated equal Content-Length
-    values become one (RFC 9110 §8.6; doubtful); Content-Length next to Transfer-Encoding goes
-    (Transfer-Encoding wins, RFC 9112 §6.3; doubtful), and so does an empty Transfer-Encoding
-    (the body then runs to the close). Anything else stays as it was, for llhttp to refuse.
-    """
-    lines = raw.split(b"\n")
-    doubtful = False
-    for index in range(len(lines) - 1):
-        if lines[index].endswith(b"\r"):
-            lines[index] = lines[index][:-1]
-        else:
-            doubtful = True  # a bare LF
-    kept: list[bytes] = lines[:1]
-    names: list[bytes] = [b""]
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t") and len(kept) > 1:
-            kept[-1] += b" " + line.strip(b" \t")
-            doubtful = doubtful or names[-1] in (b"content-length", b"transfer-encoding")
-            continue
-        kept.append(line)
-        names.append(line.partition(b":")[0].lower())
-    framing_doubt, kept = _one_framing(kept, names)
-    return CRLF.join(kept), doubtful or framing_doubt
-
-
-def _one_framing(lines: list[bytes], names: list[bytes]) -> tuple[bool, list[bytes]]:
-    """The head's lines with one framing at most, and whether any was dropped."""
-    values = [line.partition(b":")[2].strip(b" \t") for line in lines]
-    codings = [index for index, name in enumerate(names) if name == b"transfer-encoding"]
-    lengths = [index for index, name in enumerate(names) if name == b"content-length"]
-    if codings:
-        drop = {index for index in codings if not values[index]}
-        drop.update(lengths)
-        if not drop:
-            return False, lines
-        return True, [line for index, line in enumerate(lines) if index not in drop]
-    stated = [part.strip(b" \t") for index in lengths for part in values[index].split(b",")]
-    if len(stated) < 2 or any(length != stated[0] for length in stated):
-        return False, lines  # one length (llhttp judges it), or lengths that disagree: refused
-    first = lengths[0]
-    kept = [line for index, line in enumerate(lines) if index not in lengths[1:]]
-    kept[first] = b"Content-Length: " + stated[0]
-    return True, kept
