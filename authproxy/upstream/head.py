@@ -1,0 +1,103 @@
+"""The final head of an upstream's answer, and what its headers say about framing.
+
+`ResponseHead` is what the rest of the proxy reads of an answer: status, reason, headers as
+received, and the framing and keep-alive the answer gets. `decode_headers` turns llhttp's raw
+fields into text (UTF-8 with `surrogateescape`, like aiohttp's own parser: bytes that are not
+UTF-8 travel through unchanged); `frame` judges Content-Length, Transfer-Encoding and Connection
+by RFC 9112 §6.3 and §9.3. Pure: no parser, no sockets (upstream/answer.py drives llhttp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+# Header names seen before, decoded and lower-cased once: upstreams send the same few names.
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_NAMES_KEPT = 512
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    """An answer's final head, as received, with the framing and keep-alive `frame` gave it."""
+
+    status: int
+    reason: str
+    http10: bool
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    lowered: list[str] = field(default_factory=list)  # each header's name, lower-cased
+    connection: list[str] = field(default_factory=list)  # the Connection header's tokens
+    # Framing: `length` bytes, chunked, or (both unset) up to the close; `bodyless` wins.
+    length: int | None = None
+    chunked: bool = False
+    bodyless: bool = False
+    # The one Content-Length the client is told: the body's length, or for HEAD and 304 the
+    # length the upstream announced. None with chunked framing, for 204, and when none was sent.
+    content_length: int | None = None
+
+
+def decode_headers(
+    raw: list[tuple[bytes, bytes]], headers: list[tuple[str, str]], lowered: list[str]
+) -> list[tuple[str, str]]:
+    """Fill `headers` and `lowered` from llhttp's raw fields; return the framing ones."""
+    names = _NAMES
+    framing: list[tuple[str, str]] = []
+    for name, value in raw:
+        known = names.get(name)
+        if known is None:
+            text = name.decode("ascii")  # llhttp accepts only token characters
+            known = (text, text.lower())
+            if len(names) < _NAMES_KEPT:
+                names[name] = known
+        # llhttp drops the whitespace before a value (OWS, RFC 9110 §5.5), not the one after it.
+        decoded = value.decode("utf-8", "surrogateescape").rstrip(" \t")
+        headers.append((known[0], decoded))
+        lowered.append(known[1])
+        if known[1] in _FRAMING:
+            framing.append((known[1], decoded))
+    return framing
+
+
+def frame(head: ResponseHead, method: str, framing: list[tuple[str, str]]) -> bool:
+    """Set the head's framing and keep-alive by RFC 9112 §6.3 and §9.3; False: refuse it.
+
+    llhttp has refused Content-Length with Transfer-Encoding and malformed or repeated lengths
+    already (a careful reading leaves one length at most).
+    """
+    length: str | None = None
+    codings: list[str] | None = None
+    connection = head.connection
+    for name, value in framing:
+        if name == "content-length":
+            length = value
+        elif name == "transfer-encoding":
+            codings = codings or []
+            codings.extend([part.strip().lower() for part in value.split(",")])
+        else:
+            connection.extend([part.strip().lower() for part in value.split(",")])
+    if "close" in connection:
+        head.keep_alive = False
+    elif head.http10 and "keep-alive" in connection:
+        head.keep_alive = True
+    if length is not None and len(length) > 18:
+        return False
+    bodyless = method == "HEAD" or head.status in (204, 304)
+    if codings is not None:
+        # llhttp reads the body as chunked exactly when the last coding is chunked. Anything
+        # else (chunked twice, empty elements, other codings, HTTP/1.0) is faulty framing
+        # (RFC 9112 §6.1): the connection is not used again.
+        chunked = codings[-1] == "chunked"
+        head.chunked = chunked and not bodyless
+        if head.http10 or codings.count("chunked") != 1 or "" in codings or not chunked:
+            head.keep_alive = False
+        length = None
+    size = int(length) if length is not None else None
+    if bodyless:
+        head.bodyless = True
+        head.content_length = None if head.status == 204 else size
+    elif size is not None:
+        head.length = head.content_length = size
+    elif codings is None:
+        head.keep_alive = False  # neither: the body runs to the close
+    return True
