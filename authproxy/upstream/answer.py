@@ -28,7 +28,7 @@ from collections import deque
 from httptools import HttpParserError, HttpResponseParser
 
 from authproxy.errors import InvalidAnswer
-from authproxy.upstream.canonical import canonical_head
+from authproxy.upstream.canonical import CarefulHeads
 from authproxy.upstream.head import ResponseHead, decode_headers, frame
 
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
@@ -43,9 +43,6 @@ MAX_FRAMING = 64 * 1024
 
 # Control characters other than HTAB may not appear in a reason phrase (RFC 9112 §4).
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# The end of a head: the first empty line, whatever mix of CRLF and bare LF ends it.
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-CRLFCRLF = b"\r\n\r\n"
 
 
 class _Stop(Exception):
@@ -70,7 +67,6 @@ class AnswerParser:
         "_interim",
         "_method",
         "_parser",
-        "_pending",
         "_raw",
         "_reason",
         "_refused",
@@ -94,8 +90,7 @@ class AnswerParser:
         self._interim = 0
         self._head_bytes = 0  # bytes read before the final head was complete
         self._held: list[bytes] = []  # those bytes, for a careful second reading
-        self._careful = False
-        self._pending = b""  # careful reading: a head that has not fully arrived
+        self._careful: CarefulHeads | None = None
         self._refused = False
         self._in_message = False
         self._chunk_seen = False
@@ -124,16 +119,17 @@ class AnswerParser:
     @property
     def midway(self) -> bool:
         """Part of a head has arrived."""
-        return self.head is None and (self._in_message or bool(self._pending))
+        careful = self._careful
+        return self.head is None and (self._in_message or (careful is not None and careful.midway))
 
     def feed(self, data: bytes) -> None:
         if self.complete:
             self.trailing = True  # never parsed: more than the answer is not to be trusted
         elif self.head is not None:
             self._feed_body(data)
-        elif self._careful:
-            self._pending += data
-            self._read_carefully()
+        elif self._careful is not None:
+            self._careful.feed(data)
+            self._read_carefully(self._careful)
         else:
             self._feed_head(data)
 
@@ -166,39 +162,28 @@ class AnswerParser:
 
     def _start_careful_reading(self) -> None:
         """llhttp refused a head: read the heads again, each in its canonical form."""
-        self._careful = True
-        self._pending = b"".join(self._held)
+        self._careful = careful = CarefulHeads(b"".join(self._held), MAX_HEAD)
         self._held = []
-        self._head_bytes = 0
         self._interim = 0
         self._parser = HttpResponseParser(self)
-        self._read_carefully()
+        self._read_carefully(careful)
 
-    def _read_carefully(self) -> None:
-        buffer = self._pending
+    def _read_carefully(self, careful: CarefulHeads) -> None:
         while self.head is None:
-            found = _BLANK_LINE.search(buffer)
+            found = careful.next_head()
             if found is None:
-                if self._head_bytes + len(buffer) > MAX_HEAD:
-                    raise InvalidAnswer()  # the upstream's answer head is too large
-                self._pending = buffer
                 return
-            end, start = found.span()
-            self._head_bytes += start
-            if self._head_bytes > MAX_HEAD:
-                raise InvalidAnswer()  # the upstream's answer head is too large
-            head, doubtful = canonical_head(buffer[:end])
-            if doubtful or buffer[end:start] != CRLFCRLF:
+            head, doubtful = found
+            if doubtful:
                 self.doubtful = True
             try:
-                self._parser.feed_data(head + CRLFCRLF)
+                self._parser.feed_data(head)
             except HttpParserError:
                 raise InvalidAnswer() from None  # the upstream's answer is not HTTP/1.x
-            buffer = buffer[start:]
-        self._pending = b""
-        if buffer and not self.complete:
-            self._feed_body(buffer)
-        elif buffer:
+        rest = careful.rest()
+        if rest and not self.complete:
+            self._feed_body(rest)
+        elif rest:
             self.trailing = True
 
     # ---- the body ------------------------------------------------------------------------------

@@ -4,16 +4,68 @@ Some heads llhttp refuses outright where a careful reading is possible: bare LF 
 lines, repeated equal Content-Lengths, Content-Length next to Transfer-Encoding, an empty
 Transfer-Encoding. For those alone, `canonical_head` rewrites the head into the one reading
 RFC 9112 gives it, and says whether its framing was doubtful; llhttp then parses the result,
-strictly, again (upstream/answer.py). A connection that carried a doubtful head is never used
-again: a server and a proxy that disagree on where an answer ends are how responses get
-desynchronised (RFC 9112 §11.2).
+strictly, again (upstream/answer.py). `CarefulHeads` cuts the heads of such an answer out of
+the bytes as they arrive, one at a time, within the head budget. A connection that carried a
+doubtful head is never used again: a server and a proxy that disagree on where an answer ends
+are how responses get desynchronised (RFC 9112 §11.2).
 
-Pure functions over bytes: no parser, no sockets.
+Pure code over bytes: no parser, no sockets.
 """
 
 from __future__ import annotations
 
+import re
+
+from authproxy.errors import InvalidAnswer
+
 CRLF = b"\r\n"
+CRLFCRLF = CRLF + CRLF
+# The end of a head: the first empty line, whatever mix of CRLF and bare LF ends it.
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+class CarefulHeads:
+    """The heads of an answer llhttp refused, cut out one at a time as its bytes arrive.
+
+    `budget` is how many head bytes may arrive in all (interim heads included); more raise
+    InvalidAnswer. What follows the last head taken is the body, for `rest()`.
+    """
+
+    __slots__ = ("_budget", "_buffer")
+
+    def __init__(self, received: bytes, budget: int) -> None:
+        self._buffer = received
+        self._budget = budget
+
+    @property
+    def midway(self) -> bool:
+        """Part of a head has arrived."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_head(self) -> tuple[bytes, bool] | None:
+        """The next head in canonical form, blank line included, and whether its framing is
+        doubtful; None while the head has not arrived whole."""
+        buffer = self._buffer
+        found = _BLANK_LINE.search(buffer)
+        if found is None:
+            if len(buffer) > self._budget:
+                raise InvalidAnswer()  # the upstream's answer head is too large
+            return None
+        end, start = found.span()
+        self._budget -= start
+        if self._budget < 0:
+            raise InvalidAnswer()  # the upstream's answer head is too large
+        head, doubtful = canonical_head(buffer[:end])
+        self._buffer = buffer[start:]
+        return head + CRLFCRLF, doubtful or buffer[end:start] != CRLFCRLF
+
+    def rest(self) -> bytes:
+        """What arrived after the heads taken so far; the reading is then over."""
+        rest, self._buffer = self._buffer, b""
+        return rest
 
 
 def canonical_head(raw: bytes) -> tuple[bytes, bool]:
