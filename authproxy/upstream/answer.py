@@ -4,15 +4,11 @@ llhttp is the HTTP/1.1 parser of Node.js, written as a state machine and fuzzed;
 here and does the byte work: status line, header syntax, Content-Length and chunked framing,
 trailers. `AnswerParser` drives it for one exchange and adds what llhttp leaves to its caller:
 - a 1xx is an interim answer: at most MAX_INTERIM of them, and 101 (a switch nobody asked for)
-  is refused; the answer to HEAD, a 204 and a 304 have no body (RFC 9112 §6.3);
+  is refused;
 - the heads of one answer (interim ones included) hold at most MAX_HEAD bytes together, and
   chunk framing (size lines, extensions, trailers) at most MAX_FRAMING bytes in a row;
-- a status outside 100-599, a version other than HTTP/1.0 and 1.1, a control character in the
-  reason phrase and a Content-Length of more than 18 digits are refused, where llhttp would
-  accept them;
+- each head passes the rules of upstream/head.py (status line, framing) or is refused;
 - bytes after the answer are never read as anything: the connection is not used again.
-
-The final head is decoded, and its framing judged, in upstream/head.py.
 
 An answer whose framing is doubtful is read once, and its connection is never used again: a
 server and a proxy that disagree on where an answer ends are how responses get desynchronised
@@ -22,14 +18,14 @@ canonical form upstream/canonical.py gives it.
 
 from __future__ import annotations
 
-import re
 from collections import deque
+from typing import NoReturn
 
 from httptools import HttpParserError, HttpResponseParser
 
 from authproxy.errors import InvalidAnswer
 from authproxy.upstream.canonical import CarefulHeads
-from authproxy.upstream.head import ResponseHead, decode_headers, frame
+from authproxy.upstream.head import ResponseHead, final_head, valid_status_line
 
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
 # per line; all heads of an answer together in 64 KiB is generous).
@@ -40,9 +36,6 @@ MAX_INTERIM = 16
 # Chunk framing bytes in a row that bring no body byte: size lines, extensions and trailers are
 # parsed and dropped, but a stream of them is an upstream trying to keep the proxy busy.
 MAX_FRAMING = 64 * 1024
-
-# Control characters other than HTAB may not appear in a reason phrase (RFC 9112 §4).
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class _Stop(Exception):
@@ -230,19 +223,16 @@ class AnswerParser:
         parser = self._parser
         status = parser.get_status_code()
         version = parser.get_http_version()
-        reason = self._reason
-        if version not in ("1.1", "1.0") or not 100 <= status <= 599 or _CTL.search(reason):
+        if not valid_status_line(version, status, self._reason):
             self._refuse()
         if status < 200:
             self._interim += 1
             if status == 101 or self._interim > MAX_INTERIM:
                 self._refuse()
             return
-        text = reason.decode("utf-8", "surrogateescape")
-        head = ResponseHead(status, text, version == "1.0", [], keep_alive=version == "1.1")
-        framing = decode_headers(self._raw, head.headers, head.lowered)
+        head = final_head(version, status, self._reason, self._raw, self._method)
         self._raw = []  # trailers, if any, go here and are dropped
-        if not frame(head, self._method, framing):
+        if head is None:
             self._refuse()
         self.head = head
         if head.bodyless:
@@ -272,6 +262,6 @@ class AnswerParser:
         if self.head is not None:
             self.complete = True
 
-    def _refuse(self) -> None:
+    def _refuse(self) -> NoReturn:
         self._refused = True
         raise _Stop

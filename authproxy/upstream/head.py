@@ -1,15 +1,22 @@
-"""The final head of an upstream's answer, and what its headers say about framing.
+"""The final head of an upstream's answer: our rules on what llhttp parsed, and its framing.
 
 `ResponseHead` is what the rest of the proxy reads of an answer: status, reason, headers as
-received, and the framing and keep-alive the answer gets. `decode_headers` turns llhttp's raw
-fields into text (UTF-8 with `surrogateescape`, like aiohttp's own parser: bytes that are not
-UTF-8 travel through unchanged); `frame` judges Content-Length, Transfer-Encoding and Connection
-by RFC 9112 §6.3 and §9.3. Pure: no parser, no sockets (upstream/answer.py drives llhttp).
+received, and the framing and keep-alive the answer gets. `final_head` builds it from llhttp's
+parts: header text is decoded as UTF-8 with `surrogateescape`, like aiohttp's own parser (bytes
+that are not UTF-8 travel through unchanged), and Content-Length, Transfer-Encoding and
+Connection are judged by RFC 9112 §6.3 and §9.3; the answer to HEAD, a 204 and a 304 have no
+body. Where llhttp would accept them, a status outside 100-599, a version other than HTTP/1.0
+and 1.1, a control character in the reason phrase and a Content-Length of more than 18 digits
+are refused. Pure: no parser, no sockets (upstream/answer.py drives llhttp).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# Control characters other than HTAB may not appear in a reason phrase (RFC 9112 §4).
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 # Header names seen before, decoded and lower-cased once: upstreams send the same few names.
@@ -37,7 +44,22 @@ class ResponseHead:
     content_length: int | None = None
 
 
-def decode_headers(
+def valid_status_line(version: str, status: int, reason: bytes) -> bool:
+    """Whether the status line of a head (interim or final) may be read on."""
+    return version in ("1.1", "1.0") and 100 <= status <= 599 and not _CTL.search(reason)
+
+
+def final_head(
+    version: str, status: int, reason: bytes, raw: list[tuple[bytes, bytes]], method: str
+) -> ResponseHead | None:
+    """The final head from llhttp's parts, decoded and framed; None: refuse the answer."""
+    text = reason.decode("utf-8", "surrogateescape")
+    head = ResponseHead(status, text, version == "1.0", [], keep_alive=version == "1.1")
+    framing = _decode_headers(raw, head.headers, head.lowered)
+    return head if _frame(head, method, framing) else None
+
+
+def _decode_headers(
     raw: list[tuple[bytes, bytes]], headers: list[tuple[str, str]], lowered: list[str]
 ) -> list[tuple[str, str]]:
     """Fill `headers` and `lowered` from llhttp's raw fields; return the framing ones."""
@@ -59,7 +81,7 @@ def decode_headers(
     return framing
 
 
-def frame(head: ResponseHead, method: str, framing: list[tuple[str, str]]) -> bool:
+def _frame(head: ResponseHead, method: str, framing: list[tuple[str, str]]) -> bool:
     """Set the head's framing and keep-alive by RFC 9112 §6.3 and §9.3; False: refuse it.
 
     llhttp has refused Content-Length with Transfer-Encoding and malformed or repeated lengths
