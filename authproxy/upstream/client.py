@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp.streams import StreamReader
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.errors import (
@@ -43,6 +43,7 @@ from authproxy.settings import Timeouts
 from authproxy.upstream.busy_poll import BusyPoll
 from authproxy.upstream.connection import UpstreamConnection
 from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
+from authproxy.upstream.response import UpstreamResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,76 +69,6 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 KEEPALIVE_SECONDS = 30.0
 # A bytes body up to this size is joined to the head for a single write.
 JOIN_LIMIT = 64 * 1024
-
-
-class UpstreamResponse:
-    """An answer's head, and its body as a stream. `release()` exactly once, when done."""
-
-    __slots__ = ("_client", "_conn", "_headers", "_released", "_sender", "head")
-
-    def __init__(
-        self,
-        client: OriginClient,
-        conn: UpstreamConnection,
-        sender: asyncio.Task[None] | None,
-    ) -> None:
-        head = conn.head
-        assert head is not None
-        self.head = head
-        self._headers: CIMultiDictProxy[str] | None = None
-        self._client = client
-        self._conn = conn
-        self._sender = sender
-        self._released = False
-
-    @property
-    def status(self) -> int:
-        return self.head.status
-
-    @property
-    def reason(self) -> str:
-        return self.head.reason
-
-    @property
-    def length(self) -> int | None:
-        """The Content-Length the upstream gave, if any."""
-        return self.head.length
-
-    @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        """All of the answer's headers, hop-by-hop ones included, as received."""
-        if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict(self.head.headers))
-        return self._headers
-
-    @property
-    def complete(self) -> bool:
-        """The whole body has arrived: `body()` returns it without waiting."""
-        return self._conn.complete
-
-    def body(self) -> bytes:
-        return self._conn.take_all()
-
-    @property
-    def connection(self) -> UpstreamConnection:
-        """The connection carrying this answer (for flow-control checks)."""
-        return self._conn
-
-    async def read_chunk(self) -> bytes:
-        """The next piece of the body, b"" at its end; raises UpstreamFailure if it was cut."""
-        return await self._conn.read_chunk()
-
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        sender = self._sender
-        conn = self._conn
-        if sender is not None and not sender.done():
-            # The upstream answered before taking the whole request body.
-            sender.cancel()
-            conn.abort()
-        self._client.put_back(conn)
 
 
 class OriginClient:
@@ -249,7 +180,7 @@ class OriginClient:
             if sender is not None:
                 sender.cancel()
             raise
-        return UpstreamResponse(self, conn, sender)
+        return UpstreamResponse(self.put_back, conn, sender)
 
     @staticmethod
     async def _send_stream(conn: UpstreamConnection, body: StreamedBody) -> None:
