@@ -31,6 +31,7 @@ from authproxy.errors import (
 )
 from authproxy.http_syntax import bracket_host
 from authproxy.settings import Timeouts
+from authproxy.tasks import spawn
 from authproxy.upstream.busy_poll import BusyPoll
 from authproxy.upstream.connection import UpstreamConnection
 from authproxy.upstream.http1 import serialize_head
@@ -112,10 +113,8 @@ class OriginClient:
         sender: asyncio.Task[None] | None = None
         if isinstance(body, StreamedBody):
             transport.write(head)
-            sender = asyncio.get_running_loop().create_task(
-                send_stream(conn, body), name=f"upstream-body:{self.host_header}"
-            )
-            # Held until done: an unreferenced task can be collected mid-flight.
+            sender = spawn(send_stream(conn, body), f"upstream-body:{self.host_header}")
+            # Held here too: `close()` stops any body still being sent.
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         else:
