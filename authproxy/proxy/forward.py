@@ -27,7 +27,9 @@ from authproxy.proxy.headers import (
 from authproxy.proxy.request_body import BodyLimits, outgoing_body
 from authproxy.proxy.websocket import DEFAULT_MESSAGE_LIMIT, is_websocket_upgrade, proxy_websocket
 from authproxy.settings import Route
-from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
+from authproxy.upstream.client import OriginClient
+from authproxy.upstream.request import RequestBody, StreamedBody
+from authproxy.upstream.response import UpstreamResponse
 
 log = structlog.get_logger("authproxy.proxy.forward")
 

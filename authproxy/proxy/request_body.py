@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 
 from authproxy.errors import RequestBodyTimeout
-from authproxy.upstream.client import RequestBody, StreamedBody
+from authproxy.upstream.request import RequestBody, StreamedBody
 
 # A body up to this size is read before sending on routes with auth, so it can be sent again
 # after a 401 and a fresh login; larger ones stream and are never replayed (issue: 1 MiB).

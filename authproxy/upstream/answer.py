@@ -4,34 +4,28 @@ llhttp is the HTTP/1.1 parser of Node.js, written as a state machine and fuzzed;
 here and does the byte work: status line, header syntax, Content-Length and chunked framing,
 trailers. `AnswerParser` drives it for one exchange and adds what llhttp leaves to its caller:
 - a 1xx is an interim answer: at most MAX_INTERIM of them, and 101 (a switch nobody asked for)
-  is refused; the answer to HEAD, a 204 and a 304 have no body (RFC 9112 §6.3);
+  is refused;
 - the heads of one answer (interim ones included) hold at most MAX_HEAD bytes together, and
   chunk framing (size lines, extensions, trailers) at most MAX_FRAMING bytes in a row;
-- a status outside 100-599, a version other than HTTP/1.0 and 1.1, a control character in the
-  reason phrase and a Content-Length of more than 18 digits are refused, where llhttp would
-  accept them;
+- each head passes the rules of upstream/head.py (status line, framing) or is refused;
 - bytes after the answer are never read as anything: the connection is not used again.
-
-Header text is decoded as UTF-8 with `surrogateescape`, like aiohttp's own parser: bytes that
-are not UTF-8 travel through unchanged.
 
 An answer whose framing is doubtful is read once, and its connection is never used again: a
 server and a proxy that disagree on where an answer ends are how responses get desynchronised
-(RFC 9112 §11.2). Some such heads llhttp refuses outright where a careful reading is possible:
-bare LF line ends, folded lines, repeated equal Content-Lengths, Content-Length next to
-Transfer-Encoding, an empty Transfer-Encoding. For those alone, `canonical_head` rewrites the
-head into the one reading RFC 9112 gives it and llhttp parses that, strictly, again.
+(RFC 9112 §11.2). When llhttp refuses a head, the heads are read again carefully, each in the
+canonical form upstream/canonical.py gives it.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from dataclasses import dataclass, field
+from typing import NoReturn
 
 from httptools import HttpParserError, HttpResponseParser
 
 from authproxy.errors import InvalidAnswer
+from authproxy.upstream.canonical import CarefulHeads
+from authproxy.upstream.head import ResponseHead, final_head, valid_status_line
 
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
 # per line; all heads of an answer together in 64 KiB is generous).
@@ -42,34 +36,6 @@ MAX_INTERIM = 16
 # Chunk framing bytes in a row that bring no body byte: size lines, extensions and trailers are
 # parsed and dropped, but a stream of them is an upstream trying to keep the proxy busy.
 MAX_FRAMING = 64 * 1024
-
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
-# Control characters other than HTAB may not appear in a reason phrase (RFC 9112 §4).
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# The end of a head: the first empty line, whatever mix of CRLF and bare LF ends it.
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-CRLF, CRLFCRLF = b"\r\n", b"\r\n\r\n"
-# Header names seen before, decoded and lower-cased once: upstreams send the same few names.
-_NAMES: dict[bytes, tuple[str, str]] = {}
-_NAMES_KEPT = 512
-
-
-@dataclass(slots=True)
-class ResponseHead:
-    status: int
-    reason: str
-    http10: bool
-    headers: list[tuple[str, str]]
-    keep_alive: bool
-    lowered: list[str] = field(default_factory=list)  # each header's name, lower-cased
-    connection: list[str] = field(default_factory=list)  # the Connection header's tokens
-    # Framing: `length` bytes, chunked, or (both unset) up to the close; `bodyless` wins.
-    length: int | None = None
-    chunked: bool = False
-    bodyless: bool = False
-    # The one Content-Length the client is told: the body's length, or for HEAD and 304 the
-    # length the upstream announced. None with chunked framing, for 204, and when none was sent.
-    content_length: int | None = None
 
 
 class _Stop(Exception):
@@ -94,7 +60,6 @@ class AnswerParser:
         "_interim",
         "_method",
         "_parser",
-        "_pending",
         "_raw",
         "_reason",
         "_refused",
@@ -118,8 +83,7 @@ class AnswerParser:
         self._interim = 0
         self._head_bytes = 0  # bytes read before the final head was complete
         self._held: list[bytes] = []  # those bytes, for a careful second reading
-        self._careful = False
-        self._pending = b""  # careful reading: a head that has not fully arrived
+        self._careful: CarefulHeads | None = None
         self._refused = False
         self._in_message = False
         self._chunk_seen = False
@@ -148,16 +112,17 @@ class AnswerParser:
     @property
     def midway(self) -> bool:
         """Part of a head has arrived."""
-        return self.head is None and (self._in_message or bool(self._pending))
+        careful = self._careful
+        return self.head is None and (self._in_message or (careful is not None and careful.midway))
 
     def feed(self, data: bytes) -> None:
         if self.complete:
             self.trailing = True  # never parsed: more than the answer is not to be trusted
         elif self.head is not None:
             self._feed_body(data)
-        elif self._careful:
-            self._pending += data
-            self._read_carefully()
+        elif self._careful is not None:
+            self._careful.feed(data)
+            self._read_carefully(self._careful)
         else:
             self._feed_head(data)
 
@@ -190,39 +155,28 @@ class AnswerParser:
 
     def _start_careful_reading(self) -> None:
         """llhttp refused a head: read the heads again, each in its canonical form."""
-        self._careful = True
-        self._pending = b"".join(self._held)
+        self._careful = careful = CarefulHeads(b"".join(self._held), MAX_HEAD)
         self._held = []
-        self._head_bytes = 0
         self._interim = 0
         self._parser = HttpResponseParser(self)
-        self._read_carefully()
+        self._read_carefully(careful)
 
-    def _read_carefully(self) -> None:
-        buffer = self._pending
+    def _read_carefully(self, careful: CarefulHeads) -> None:
         while self.head is None:
-            found = _BLANK_LINE.search(buffer)
+            found = careful.next_head()
             if found is None:
-                if self._head_bytes + len(buffer) > MAX_HEAD:
-                    raise InvalidAnswer()  # the upstream's answer head is too large
-                self._pending = buffer
                 return
-            end, start = found.span()
-            self._head_bytes += start
-            if self._head_bytes > MAX_HEAD:
-                raise InvalidAnswer()  # the upstream's answer head is too large
-            head, doubtful = canonical_head(buffer[:end])
-            if doubtful or buffer[end:start] != CRLFCRLF:
+            head, doubtful = found
+            if doubtful:
                 self.doubtful = True
             try:
-                self._parser.feed_data(head + CRLFCRLF)
+                self._parser.feed_data(head)
             except HttpParserError:
                 raise InvalidAnswer() from None  # the upstream's answer is not HTTP/1.x
-            buffer = buffer[start:]
-        self._pending = b""
-        if buffer and not self.complete:
-            self._feed_body(buffer)
-        elif buffer:
+        rest = careful.rest()
+        if rest and not self.complete:
+            self._feed_body(rest)
+        elif rest:
             self.trailing = True
 
     # ---- the body ------------------------------------------------------------------------------
@@ -269,19 +223,16 @@ class AnswerParser:
         parser = self._parser
         status = parser.get_status_code()
         version = parser.get_http_version()
-        reason = self._reason
-        if version not in ("1.1", "1.0") or not 100 <= status <= 599 or _CTL.search(reason):
+        if not valid_status_line(version, status, self._reason):
             self._refuse()
         if status < 200:
             self._interim += 1
             if status == 101 or self._interim > MAX_INTERIM:
                 self._refuse()
             return
-        text = reason.decode("utf-8", "surrogateescape")
-        head = ResponseHead(status, text, version == "1.0", [], keep_alive=version == "1.1")
-        framing = _decode_headers(self._raw, head.headers, head.lowered)
+        head = final_head(version, status, self._reason, self._raw, self._method)
         self._raw = []  # trailers, if any, go here and are dropped
-        if not _frame(head, self._method, framing):
+        if head is None:
             self._refuse()
         self.head = head
         if head.bodyless:
@@ -311,122 +262,6 @@ class AnswerParser:
         if self.head is not None:
             self.complete = True
 
-    def _refuse(self) -> None:
+    def _refuse(self) -> NoReturn:
         self._refused = True
         raise _Stop
-
-
-def _decode_headers(
-    raw: list[tuple[bytes, bytes]], headers: list[tuple[str, str]], lowered: list[str]
-) -> list[tuple[str, str]]:
-    """Fill `headers` and `lowered` from llhttp's raw fields; return the framing ones."""
-    names = _NAMES
-    framing: list[tuple[str, str]] = []
-    for name, value in raw:
-        known = names.get(name)
-        if known is None:
-            text = name.decode("ascii")  # llhttp accepts only token characters
-            known = (text, text.lower())
-            if len(names) < _NAMES_KEPT:
-                names[name] = known
-        # llhttp drops the whitespace before a value (OWS, RFC 9110 §5.5), not the one after it.
-        decoded = value.decode("utf-8", "surrogateescape").rstrip(" \t")
-        headers.append((known[0], decoded))
-        lowered.append(known[1])
-        if known[1] in _FRAMING:
-            framing.append((known[1], decoded))
-    return framing
-
-
-def _frame(head: ResponseHead, method: str, framing: list[tuple[str, str]]) -> bool:
-    """Set the head's framing and keep-alive by RFC 9112 §6.3 and §9.3; False: refuse it.
-
-    llhttp has refused Content-Length with Transfer-Encoding and malformed or repeated lengths
-    already (a careful reading leaves one length at most).
-    """
-    length: str | None = None
-    codings: list[str] | None = None
-    connection = head.connection
-    for name, value in framing:
-        if name == "content-length":
-            length = value
-        elif name == "transfer-encoding":
-            codings = codings or []
-            codings.extend([part.strip().lower() for part in value.split(",")])
-        else:
-            connection.extend([part.strip().lower() for part in value.split(",")])
-    if "close" in connection:
-        head.keep_alive = False
-    elif head.http10 and "keep-alive" in connection:
-        head.keep_alive = True
-    if length is not None and len(length) > 18:
-        return False
-    bodyless = method == "HEAD" or head.status in (204, 304)
-    if codings is not None:
-        # llhttp reads the body as chunked exactly when the last coding is chunked. Anything
-        # else (chunked twice, empty elements, other codings, HTTP/1.0) is faulty framing
-        # (RFC 9112 §6.1): the connection is not used again.
-        chunked = codings[-1] == "chunked"
-        head.chunked = chunked and not bodyless
-        if head.http10 or codings.count("chunked") != 1 or "" in codings or not chunked:
-            head.keep_alive = False
-        length = None
-    size = int(length) if length is not None else None
-    if bodyless:
-        head.bodyless = True
-        head.content_length = None if head.status == 204 else size
-    elif size is not None:
-        head.length = head.content_length = size
-    elif codings is None:
-        head.keep_alive = False  # neither: the body runs to the close
-    return True
-
-
-def canonical_head(raw: bytes) -> tuple[bytes, bool]:
-    """A head llhttp refused (without its blank line), as RFC 9112 reads it, in strict syntax;
-    and whether its framing is doubtful.
-
-    Bare LF line ends become CRLF (doubtful); folded lines (obs-fold, RFC 9112 §5.2) are joined
-    with a space (doubtful when a framing header was folded); repeated equal Content-Length
-    values become one (RFC 9110 §8.6; doubtful); Content-Length next to Transfer-Encoding goes
-    (Transfer-Encoding wins, RFC 9112 §6.3; doubtful), and so does an empty Transfer-Encoding
-    (the body then runs to the close). Anything else stays as it was, for llhttp to refuse.
-    """
-    lines = raw.split(b"\n")
-    doubtful = False
-    for index in range(len(lines) - 1):
-        if lines[index].endswith(b"\r"):
-            lines[index] = lines[index][:-1]
-        else:
-            doubtful = True  # a bare LF
-    kept: list[bytes] = lines[:1]
-    names: list[bytes] = [b""]
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t") and len(kept) > 1:
-            kept[-1] += b" " + line.strip(b" \t")
-            doubtful = doubtful or names[-1] in (b"content-length", b"transfer-encoding")
-            continue
-        kept.append(line)
-        names.append(line.partition(b":")[0].lower())
-    framing_doubt, kept = _one_framing(kept, names)
-    return CRLF.join(kept), doubtful or framing_doubt
-
-
-def _one_framing(lines: list[bytes], names: list[bytes]) -> tuple[bool, list[bytes]]:
-    """The head's lines with one framing at most, and whether any was dropped."""
-    values = [line.partition(b":")[2].strip(b" \t") for line in lines]
-    codings = [index for index, name in enumerate(names) if name == b"transfer-encoding"]
-    lengths = [index for index, name in enumerate(names) if name == b"content-length"]
-    if codings:
-        drop = {index for index in codings if not values[index]}
-        drop.update(lengths)
-        if not drop:
-            return False, lines
-        return True, [line for index, line in enumerate(lines) if index not in drop]
-    stated = [part.strip(b" \t") for index in lengths for part in values[index].split(b",")]
-    if len(stated) < 2 or any(length != stated[0] for length in stated):
-        return False, lines  # one length (llhttp judges it), or lengths that disagree: refused
-    first = lengths[0]
-    kept = [line for index, line in enumerate(lines) if index not in lengths[1:]]
-    kept[first] = b"Content-Length: " + stated[0]
-    return True, kept

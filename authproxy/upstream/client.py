@@ -6,11 +6,7 @@ does only what a reverse proxy needs: the head goes out in one write with the he
 given plus Host and body framing, a streamed body follows with back-pressure, and the answer is
 read by `UpstreamConnection`. WebSocket upgrades and logins still use aiohttp.
 
-Request framing is the client's own work: the head carries exactly one Content-Length (or
-Transfer-Encoding: chunked) describing the bytes that follow, whatever framing headers the caller's
-headers held, and a streamed body is counted so that never more or fewer bytes than declared go
-out (the connection is aborted instead). A proxy that forwards a client's length over a body it
-changed smuggles the difference as a request of its own (RFC 9112 §11.2).
+Request framing is the client's own work (upstream/request.py).
 
 A connection goes back to the pool only after an answer that was read to its end, allows
 keep-alive, and followed a request that was sent whole. A connection that went stale in the pool
@@ -21,123 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
-from dataclasses import dataclass
 
-from aiohttp.streams import StreamReader
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.errors import (
     CertificateRejected,
-    ClientBodyStalled,
     ConnectFailed,
     ConnectionBroken,
     Disconnected,
-    SendFailed,
     TimedOut,
     TlsFailed,
 )
 from authproxy.http_syntax import bracket_host
 from authproxy.settings import Timeouts
+from authproxy.tasks import spawn
 from authproxy.upstream.busy_poll import BusyPoll
 from authproxy.upstream.connection import UpstreamConnection
-from authproxy.upstream.http1 import BODYLESS_METHODS, LAST_CHUNK, chunk_prefix, serialize_head
-
-
-@dataclass(frozen=True, slots=True)
-class StreamedBody:
-    """A request body copied from the client as it arrives, never held whole.
-
-    `length` is the size the client declared: exactly that many bytes go out under one
-    Content-Length. None means unknown: the body goes out chunked.
-    """
-
-    reader: StreamReader
-    length: int | None = None
-    # Seconds the client may send nothing before the exchange fails (ClientBodyStalled).
-    idle_timeout: float | None = None
-
-
-RequestBody = bytes | StreamedBody | None
-# Request headers the client never copies from the caller: it writes its own framing.
-FRAMING = frozenset({"content-length", "transfer-encoding"})
+from authproxy.upstream.http1 import serialize_head
+from authproxy.upstream.request import RequestBody, StreamedBody, head_fields, send_stream
+from authproxy.upstream.response import UpstreamResponse
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Idle connections older than this are closed (aiohttp's default keep-alive was the same).
 KEEPALIVE_SECONDS = 30.0
 # A bytes body up to this size is joined to the head for a single write.
 JOIN_LIMIT = 64 * 1024
-
-
-class UpstreamResponse:
-    """An answer's head, and its body as a stream. `release()` exactly once, when done."""
-
-    __slots__ = ("_client", "_conn", "_headers", "_released", "_sender", "head")
-
-    def __init__(
-        self,
-        client: OriginClient,
-        conn: UpstreamConnection,
-        sender: asyncio.Task[None] | None,
-    ) -> None:
-        head = conn.head
-        assert head is not None
-        self.head = head
-        self._headers: CIMultiDictProxy[str] | None = None
-        self._client = client
-        self._conn = conn
-        self._sender = sender
-        self._released = False
-
-    @property
-    def status(self) -> int:
-        return self.head.status
-
-    @property
-    def reason(self) -> str:
-        return self.head.reason
-
-    @property
-    def length(self) -> int | None:
-        """The Content-Length the upstream gave, if any."""
-        return self.head.length
-
-    @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        """All of the answer's headers, hop-by-hop ones included, as received."""
-        if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict(self.head.headers))
-        return self._headers
-
-    @property
-    def complete(self) -> bool:
-        """The whole body has arrived: `body()` returns it without waiting."""
-        return self._conn.complete
-
-    def body(self) -> bytes:
-        return self._conn.take_all()
-
-    @property
-    def connection(self) -> UpstreamConnection:
-        """The connection carrying this answer (for flow-control checks)."""
-        return self._conn
-
-    async def read_chunk(self) -> bytes:
-        """The next piece of the body, b"" at its end; raises UpstreamFailure if it was cut."""
-        return await self._conn.read_chunk()
-
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        sender = self._sender
-        conn = self._conn
-        if sender is not None and not sender.done():
-            # The upstream answered before taking the whole request body.
-            sender.cancel()
-            conn.abort()
-        self._client.put_back(conn)
 
 
 class OriginClient:
@@ -171,7 +76,7 @@ class OriginClient:
         timeouts: Timeouts,
     ) -> UpstreamResponse:
         """Send one request and return once the answer's head is in; raises UpstreamFailure."""
-        head = serialize_head(method, target, self._fields(method, headers, body))
+        head = serialize_head(method, target, head_fields(self.host_header, method, headers, body))
         retry_stale = method in IDEMPOTENT and not isinstance(body, StreamedBody)
         while True:
             conn = self._take_idle()
@@ -194,25 +99,6 @@ class OriginClient:
                 self.put_back(conn)
                 raise
 
-    def _fields(
-        self, method: str, headers: CIMultiDict[str], body: RequestBody
-    ) -> Iterable[tuple[str, str]]:
-        """Host, the caller's headers less any framing, then framing for what is sent."""
-        items: Iterable[tuple[str, str]] = headers.items()
-        if "Content-Length" in headers or "Transfer-Encoding" in headers:
-            items = [(name, value) for name, value in items if name.lower() not in FRAMING]
-        fields = [("Host", self.host_header), *items]
-        if body is None:
-            if method not in BODYLESS_METHODS:
-                fields.append(("Content-Length", "0"))
-        elif isinstance(body, bytes):
-            fields.append(("Content-Length", str(len(body))))
-        elif body.length is not None:
-            fields.append(("Content-Length", str(body.length)))
-        else:
-            fields.append(("Transfer-Encoding", "chunked"))
-        return fields
-
     async def _exchange(
         self,
         conn: UpstreamConnection,
@@ -227,10 +113,8 @@ class OriginClient:
         sender: asyncio.Task[None] | None = None
         if isinstance(body, StreamedBody):
             transport.write(head)
-            sender = asyncio.get_running_loop().create_task(
-                self._send_stream(conn, body), name=f"upstream-body:{self.host_header}"
-            )
-            # Held until done: an unreferenced task can be collected mid-flight.
+            sender = spawn(send_stream(conn, body), f"upstream-body:{self.host_header}")
+            # Held here too: `close()` stops any body still being sent.
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
         else:
@@ -249,46 +133,7 @@ class OriginClient:
             if sender is not None:
                 sender.cancel()
             raise
-        return UpstreamResponse(self, conn, sender)
-
-    @staticmethod
-    async def _send_stream(conn: UpstreamConnection, body: StreamedBody) -> None:
-        """Copy the client's body upstream as it arrives, never ahead of what the socket takes.
-
-        A body of declared length that brings more or fewer bytes fails the exchange and aborts
-        the connection: the upstream must not read surplus bytes as a request, nor take the next
-        request's bytes as the rest of this body.
-        """
-        transport = conn.transport
-        assert transport is not None
-        left = body.length
-        try:
-            while not conn.closed:
-                async with asyncio.timeout(body.idle_timeout):
-                    data = await body.reader.readany()
-                if left is None:
-                    if not data:
-                        transport.write(LAST_CHUNK)
-                        conn.request_sent()
-                        return
-                    transport.writelines((chunk_prefix(len(data)), data, b"\r\n"))
-                elif not data or len(data) > left:
-                    if not data and not left:
-                        conn.request_sent()
-                        return
-                    conn.fail(SendFailed())
-                    return
-                else:
-                    left -= len(data)
-                    transport.write(data)
-                if conn.writing_paused:
-                    await conn.drain()
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            conn.fail(ClientBodyStalled())
-        except Exception:  # noqa: BLE001 - the client's stream broke; the exchange fails
-            conn.fail(SendFailed())
+        return UpstreamResponse(self.put_back, conn, sender)
 
     @property
     def polling(self) -> bool:

@@ -26,7 +26,8 @@ from authproxy.errors import (
     TimedOut,
     UpstreamFailure,
 )
-from authproxy.upstream.answer import AnswerParser, ResponseHead
+from authproxy.upstream.answer import AnswerParser
+from authproxy.upstream.head import ResponseHead
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import (
@@ -45,7 +45,8 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # Larger reads mean fewer wake-ups per megabyte when streaming big bodies.
 READ_BUFSIZE = 2**18
 
-SessionKey = tuple[str, bool, str | None]
+# An origin with its TLS settings: routes with the same key share both clients.
+OriginKey = tuple[str, bool, str | None]
 
 # The statuses aiohttp's redirect loop follows.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -128,23 +129,12 @@ def timeout_for(route: Route) -> ClientTimeout:
     )
 
 
-class PooledConnector(TCPConnector):
-    """aiohttp's connector for one origin, carrying that origin's `OriginClient`.
+@dataclass(frozen=True, slots=True)
+class OriginClients:
+    """The two clients of one origin with its TLS settings, made and closed together."""
 
-    `RouteRuntime` is built from the session alone; this is how it finds the lean client of the
-    same origin without a second lookup table that could disagree with the first.
-    """
-
-    def __init__(self, origin_client: OriginClient, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.origin_client = origin_client
-
-
-def origin_client_of(session: ClientSession) -> OriginClient:
-    connector = session.connector
-    if not isinstance(connector, PooledConnector):
-        raise TypeError("the session was not made by UpstreamPool")
-    return connector.origin_client
+    session: ClientSession
+    client: OriginClient
 
 
 class UpstreamPool:
@@ -152,60 +142,56 @@ class UpstreamPool:
 
     def __init__(self, routes: Iterable[Route], *, busy_poll_us: int = 0) -> None:
         self._busy_poll = busy_poll_us / 1_000_000  # seconds, for each OriginClient
-        self._sessions: dict[SessionKey, ClientSession] = {}
-        self._by_route: dict[str, ClientSession] = {}
+        self._origins: dict[OriginKey, OriginClients] = {}
+        self._by_route: dict[str, OriginClients] = {}
         for route in routes:
             self.add(route)
 
     @staticmethod
-    def _key(route: Route) -> SessionKey:
+    def _key(route: Route) -> OriginKey:
         return (str(route.upstream.origin()), route.tls.verify, route.tls.ca_file)
 
     def add(self, route: Route) -> None:
         key = self._key(route)
-        session = self._sessions.get(key)
-        if session is None:
-            if not route.tls.verify and route.upstream.scheme == "https":
-                log.warning(
-                    "TLS verification is off: the upstream's identity is not checked",
-                    route=route.name,
-                    upstream=str(route.upstream.origin()),
-                )
-            # A plain-HTTP origin needs no TLS context (each one loads the CA store: 0.7 MiB).
-            context: ssl.SSLContext | bool = True
-            lean_context: ssl.SSLContext | None = None
-            if route.upstream.scheme == "https":
-                context = ssl_context_for(route.tls)
-                lean_context = (
-                    context if isinstance(context, ssl.SSLContext) else unverified_context()
-                )
-            connector = PooledConnector(
-                OriginClient(route.upstream.origin(), lean_context, busy_poll=self._busy_poll),
-                limit=0,
-                ssl=context,
-                keepalive_timeout=30.0,
+        clients = self._origins.get(key)
+        if clients is None:
+            clients = self._origins[key] = self._open(route)
+        self._by_route[route.name] = clients
+
+    def _open(self, route: Route) -> OriginClients:
+        if not route.tls.verify and route.upstream.scheme == "https":
+            log.warning(
+                "TLS verification is off: the upstream's identity is not checked",
+                route=route.name,
+                upstream=str(route.upstream.origin()),
             )
-            session = ClientSession(
-                connector=connector,
-                middlewares=(OriginGuard(route.upstream.origin()),),
-                auto_decompress=False,
-                cookie_jar=DummyCookieJar(),
-                skip_auto_headers=SKIP_AUTO_HEADERS,
-                read_bufsize=READ_BUFSIZE,
-                trust_env=False,
-            )
-            self._sessions[key] = session
-        self._by_route[route.name] = session
+        # A plain-HTTP origin needs no TLS context (each one loads the CA store: 0.7 MiB).
+        context: ssl.SSLContext | bool = True
+        lean_context: ssl.SSLContext | None = None
+        if route.upstream.scheme == "https":
+            context = ssl_context_for(route.tls)
+            lean_context = context if isinstance(context, ssl.SSLContext) else unverified_context()
+        session = ClientSession(
+            connector=TCPConnector(limit=0, ssl=context, keepalive_timeout=30.0),
+            middlewares=(OriginGuard(route.upstream.origin()),),
+            auto_decompress=False,
+            cookie_jar=DummyCookieJar(),
+            skip_auto_headers=SKIP_AUTO_HEADERS,
+            read_bufsize=READ_BUFSIZE,
+            trust_env=False,
+        )
+        client = OriginClient(route.upstream.origin(), lean_context, busy_poll=self._busy_poll)
+        return OriginClients(session, client)
 
     def session(self, route_name: str) -> ClientSession:
-        return self._by_route[route_name]
+        return self._by_route[route_name].session
 
     def client(self, route_name: str) -> OriginClient:
-        return origin_client_of(self._by_route[route_name])
+        return self._by_route[route_name].client
 
     async def close(self) -> None:
-        for session in self._sessions.values():
-            origin_client_of(session).close()
-            await session.close()
-        self._sessions.clear()
+        for clients in self._origins.values():
+            clients.client.close()
+            await clients.session.close()
+        self._origins.clear()
         self._by_route.clear()

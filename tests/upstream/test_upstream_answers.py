@@ -317,3 +317,21 @@ def test_framing_of_doubtful_heads() -> None:
     clean = head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5")
     assert clean.head is not None
     assert (clean.head.length, clean.head.content_length, clean.doubtful) == (5, 5, False)
+
+
+def test_a_careful_reading_survives_any_split_and_keeps_the_head_limit() -> None:
+    # Bare LF line ends: llhttp refuses the first head, and the careful reading takes over.
+    interim = b"HTTP/1.1 103 Early Hints\nLink: </a>\n\n"
+    answer = interim + b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello"
+    for step in (1, 2, 5, len(answer)):
+        parser, body = read(answer, step=step)
+        assert (parser.complete, parser.doubtful, parser.reusable) == (True, True, False)
+        assert body == b"hello"
+    # After the interim head, part of the final one: the connection's end would cut a head.
+    partial, _ = read(interim + b"HTTP/1.1 200 OK\nContent-")
+    assert (partial.head, partial.midway) == (None, True)
+    big = b"HTTP/1.1 103 Early Hints\nLink: <" + b"a" * 8000 + b">\n\n"
+    with pytest.raises(InvalidAnswer):
+        read(big * (MAX_HEAD // len(big) + 1) + b"HTTP/1.1 200 OK\n\n", step=4096)
+    with pytest.raises(InvalidAnswer):  # a head that never ends
+        read(b"HTTP/1.1 200 OK\nX-Long: " + b"a" * MAX_HEAD, step=4096)

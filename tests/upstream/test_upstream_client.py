@@ -39,9 +39,11 @@ from authproxy.errors import (
 )
 from authproxy.settings import Timeouts
 from authproxy.upstream.busy_poll import BusyPoll
-from authproxy.upstream.client import OriginClient, RequestBody, StreamedBody, UpstreamResponse
+from authproxy.upstream.client import OriginClient
 from authproxy.upstream.connection import HIGH_WATER
 from authproxy.upstream.pool import UpstreamPool
+from authproxy.upstream.request import RequestBody, StreamedBody
+from authproxy.upstream.response import UpstreamResponse
 
 MiB = 1024 * 1024
 TIMEOUTS = Timeouts(connect=5.0, read=BOUND)
