@@ -50,11 +50,17 @@ class RefusalEvidence:
             return False
         if not self.unproven or self.suspect:
             return True  # accepted before, or a suspect whose backoff ran out
+        return self._fresh_refused(now)
+
+    def _fresh_refused(self, now: float) -> bool:
+        """A token of this process's own login was refused on its first use: True when it gets
+        one more login (the first such refusal since tokens last worked), else a hold."""
         self.suspect = True
         if self._fresh_refusals == 0:
             self._fresh_refusals = 1
             return True
-        self._hold(now)
+        if now >= self._hold_until:  # concurrent refusals of one token count once
+            self._hold(now)
         return False
 
     def accepted(self) -> None:
@@ -68,15 +74,14 @@ class RefusalEvidence:
             self.unproven = self.suspect = False
 
     def replay_refused(self, *, current: bool, now: float) -> None:
-        """The token a request was replayed with was refused too: logging in did not help it.
+        """The token a request was replayed with was refused too.
 
-        Concurrent replays refused together count once.
+        Judged like a first send: a token taken from the store or from another process's login
+        may have died in the same revocation and is merely stale (the caller may replay once
+        more); one from this process's own login, refused on its first use, is suspect.
         """
-        if current:
-            self.suspect = True
-        if now >= self._hold_until:
-            self._fresh_refusals = max(self._fresh_refusals, 1)
-            self._hold(now)
+        if current and self.unproven and not self.suspect:
+            self._fresh_refused(now)
 
     def replay_accepted(self, *, current: bool) -> None:
         if current:

@@ -38,6 +38,8 @@ log = structlog.get_logger("authproxy.proxy.forward")
 WHOLE_LIMIT = 64 * 1024
 
 NO_BODY_STATUSES = frozenset({204, 304})
+# A refused request is sent again at most this often (a buffered body; never a streamed one).
+MAX_REPLAYS = 2
 
 
 G = TypeVar("G")
@@ -140,14 +142,18 @@ async def forward(
     try:
         if auth is not None and grant is not None:
             refused = auth.answered(grant, upstream)
-            if refused and not isinstance(body, StreamedBody):
-                # Renew the credential once and replay, headers rebuilt; None: no new one is
-                # worth a login now, and the client gets this answer.
+            replays = 0
+            while refused and replays < MAX_REPLAYS and not isinstance(body, StreamedBody):
+                # Renew the credential and replay, headers rebuilt; None: no new one is worth a
+                # login now, and the client gets this answer. A second replay only happens when
+                # the first one's credential was not a fresh login's (auth/refusals.py).
                 renewed = await auth.reauthorize(grant, headers)
-                if renewed is not None:
-                    upstream.release()
-                    upstream = await _send(runtime, request.method, target, headers, body)
-                    auth.answered(renewed, upstream, replayed=True)
+                if renewed is None:
+                    break
+                upstream.release()
+                upstream = await _send(runtime, request.method, target, headers, body)
+                refused = auth.answered(renewed, upstream, replayed=True)
+                grant, replays = renewed, replays + 1
         exchange.upstream_ms = (time.perf_counter() - started) * 1000
         return await _relay(request, runtime, upstream, exchange)
     finally:

@@ -82,7 +82,9 @@ async def test_an_upstream_refusing_every_token_never_costs_a_login_per_request(
         emu.tap.refusing = ""
         assert (await proxy.get("/cosmic/one")).status == 401  # the upstream's own answer
         logins = emu.state.login_attempts
-        assert logins == 2  # the refused token's replacement was refused on its first use too
+        # The warm-up login; the stale token's replacement, refused on its first use; one more
+        # (a revocation can land between a login and its first use), refused too: then a hold.
+        assert logins == 3
         for i in range(20):
             assert (await proxy.get(f"/cosmic/held/{i}")).status == 401
         assert emu.state.login_attempts == logins
@@ -308,10 +310,16 @@ def test_a_path_that_always_refuses_keeps_its_backoff_growing_whatever_else_work
     evidence.installed(fresh=False)
     waits = []
     now = 0.0
-    for _ in range(5):
+    for episode in range(5):
         assert evidence.ends(now)  # the token worked elsewhere: stale, log in and replay
         evidence.installed(fresh=True)
         evidence.replay_refused(current=True, now=now)  # the replay is refused too
+        if episode == 0:
+            # The first fresh token refused in a while gets one more login and replay.
+            assert not evidence.holding(now)
+            assert evidence.ends(now)
+            evidence.installed(fresh=True)
+            evidence.replay_refused(current=True, now=now)
         evidence.accepted()  # other paths keep working with the new token
         assert evidence.holding(now)
         start = now
@@ -319,3 +327,13 @@ def test_a_path_that_always_refuses_keeps_its_backoff_growing_whatever_else_work
             now += 0.5
         waits.append(now - start)
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def test_a_replay_refused_with_a_token_from_the_store_is_stale_not_suspect() -> None:
+    """A revocation can kill the token another process just shared as well: that token is
+    stale, so the request may be replayed once more after a login, with no backoff."""
+    evidence = RefusalEvidence("r")
+    evidence.installed(fresh=False)  # taken from the shared store
+    evidence.replay_refused(current=True, now=0.0)
+    assert not evidence.holding(0.0)
+    assert evidence.ends(0.0)
