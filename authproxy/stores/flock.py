@@ -5,7 +5,8 @@ workers coordinate through it the way replicas coordinate through Redis:
 
 * Each write re-reads the file and replaces it atomically (temp file, fsync, rename) under an
   exclusive `flock` on `<path>.lock`, held for milliseconds: readers never see half a file, and
-  two writers never lose each other's entries. File I/O runs in a thread, off the event loop.
+  two writers never lose each other's entries. The write (with its fsync) runs in a thread, off
+  the event loop; reads are small and stay on it.
   Every write goes through here: a `FileStore` per worker would rewrite the whole file from its
   own, older copy.
 * The login lock of one key is a `flock` on a file of its own, `<path>.<key>.lock`, so a login
@@ -65,9 +66,10 @@ class FileTokenStore:
 
     async def load(self, key: str) -> Grant | None:
         """The grant stored now (re-read on every call), or None."""
-        # File I/O happens in a thread: a slow disk must not stall the requests being served.
-        grants = await asyncio.to_thread(self._read)
-        return grants.get(key)
+        # Read on the loop: a small file, read in microseconds, and waiters poll it every few
+        # tens of milliseconds. Sent to threads, those reads crowded the default executor under
+        # load, and the lock holder's write waited behind them past the writers' patience.
+        return self._read().get(key)
 
     async def save(self, key: str, grant: Grant, *, fence: int) -> bool:
         """Store `grant`; always True. `fence` is ignored: a flock cannot be taken over."""
