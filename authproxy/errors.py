@@ -10,6 +10,7 @@
     ├── AmbiguousPath              readings of the target would choose different routes (400)
     ├── UpstreamError              a forwarded request failed: what the client is told
     │   ├── UpstreamUnavailable    refused, reset or invalid answer (502)
+    │   │   └── ProxyUnavailable   the outbound proxy refused or failed (502), named by host:port
     │   ├── UpstreamTimeout        no answer in time (504)
     │   ├── RequestBodyTimeout     the client stopped sending its body (408, connection closed)
     │   └── LoginFailed            the proxy could not obtain a token (502)
@@ -18,6 +19,7 @@
     │           └── LoginTimeout   the login did not finish within `auth.timeout` (504)
     └── UpstreamFailure            internal: an exchange with the upstream failed (upstream/)
         ├── ConnectFailed, CertificateRejected, TlsFailed       connecting
+        ├── ProxyFailed                                         the outbound proxy, connecting
         ├── InvalidRequestHead, SendFailed, ClientBodyStalled   sending
         └── Disconnected, ConnectionBroken, TimedOut,           receiving
             InvalidAnswer, BodyCutShort
@@ -111,6 +113,12 @@ class UpstreamUnavailable(UpstreamError):
     kind = "upstream-unavailable"
 
 
+class ProxyUnavailable(UpstreamUnavailable):
+    """The forward proxy the route goes through refused or failed; the detail names it."""
+
+    kind = "proxy-unavailable"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     title = "Gateway Timeout"
@@ -174,6 +182,22 @@ class UpstreamFailure(AuthproxyError):
 
 class ConnectFailed(UpstreamFailure):
     reason = "the upstream refused the connection or could not be reached"
+
+
+class ProxyFailed(UpstreamFailure):
+    """The outbound proxy refused the connection, the tunnel or its credentials, or failed.
+
+    Its reason names the proxy by `host:port` (never its credentials), so that a user looks at the
+    proxy, not at an upstream the request never reached.
+    """
+
+    reason = "the outbound proxy failed"
+
+    def __init__(self, proxy: str = "", what: str = "failed") -> None:
+        self.reason = (
+            f"the outbound proxy {proxy} {what}" if proxy else f"the outbound proxy {what}"
+        )
+        super().__init__()
 
 
 class CertificateRejected(UpstreamFailure):
@@ -261,6 +285,8 @@ def upstream_error(route: str, error: BaseException, *, login: bool = False) -> 
     own body stalled, else a 502. `login`: the exchange was a login (LoginFailed's branch)."""
     if isinstance(error, ClientBodyStalled):
         return RequestBodyTimeout(route)
+    if isinstance(error, ProxyFailed) and not login:
+        return ProxyUnavailable(route, error.reason)
     timed_out = isinstance(error, TimedOut | TimeoutError)
     reason = failure_reason(error)
     if login:

@@ -176,6 +176,24 @@ class CorsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundProxy:
+    """A forward proxy that an upstream's traffic goes through: `http://[user:pass@]host:port`.
+
+    `str()` is `host:port`, the name errors and logs give it; the credentials are `Secret`s.
+    `source` says where it was set (`route`, `env:HTTPS_PROXY`), which is safe to print.
+    """
+
+    host: str
+    port: int
+    username: Secret | None = None
+    password: Secret | None = None
+    source: str = "route"
+
+    def __str__(self) -> str:
+        return host_port(self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """`/<prefix>/<rest>` is forwarded to `<upstream>/<rest>`; the upstream's base path is kept."""
 
@@ -187,6 +205,9 @@ class Route:
     forwarded_headers: bool = True
     auth: AuthSpec | None = None
     cors: CorsSettings | None = None
+    # The forward proxy the upstream is reached through (the route's `proxy`, else HTTPS_PROXY,
+    # HTTP_PROXY and NO_PROXY, decided by config/outbound.py); None: directly.
+    proxy: OutboundProxy | None = None
 
 
 TokenStoreKind = Literal["memory", "file", "redis"]

@@ -17,6 +17,8 @@ from authproxy.errors import (
     InvalidRequestHead,
     LoginTimeout,
     LoginUnavailable,
+    ProxyFailed,
+    ProxyUnavailable,
     RequestBodyTimeout,
     TimedOut,
     UpstreamFailure,
@@ -35,7 +37,7 @@ def test_the_errors_raised_on_purpose_form_one_tree_in_one_module() -> None:
         assert error.__module__ == "authproxy.errors"
     internal = [kind for kind in vars(errors).values() if isinstance(kind, type)]
     failures = [kind for kind in internal if issubclass(kind, UpstreamFailure)]
-    assert len(failures) == 12
+    assert len(failures) == 13
     for failure in failures:
         assert str(failure()) == failure.reason
 
@@ -82,3 +84,14 @@ def test_logins_get_the_login_branch() -> None:
     assert (type(timed_out), timed_out.status) == (LoginTimeout, 504)
     assert (type(refused), refused.status) == (LoginUnavailable, 502)
     assert refused.detail == errors.ConnectionBroken.reason
+
+
+def test_an_outbound_proxy_failure_names_the_proxy_and_keeps_its_kind() -> None:
+    failure = ProxyFailed("proxy.corp:3128", "refused the proxy credentials (407)")
+    forwarded = upstream_error("api", failure)
+    login = upstream_error("api", failure, login=True)
+    detail = "the outbound proxy proxy.corp:3128 refused the proxy credentials (407)"
+    assert (type(forwarded), forwarded.status, forwarded.detail) == (ProxyUnavailable, 502, detail)
+    assert forwarded.kind == "proxy-unavailable"
+    # A login through a refusing proxy is transient (backed off), never a rejected credential.
+    assert (type(login), login.status, login.detail) == (LoginUnavailable, 502, detail)

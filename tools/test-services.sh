@@ -1,12 +1,13 @@
 #!/bin/sh
-# System packages the test suite needs: the tests start redis-server and headless Chromium
-# themselves, on loopback ports, and stop them afterwards. Installed with the system package
-# manager when missing and possible (root with apt-get, as on CI); otherwise those tests say why
-# they cannot run.
+# System packages the test suite needs: the tests start redis-server, headless Chromium and
+# tinyproxy (a forward proxy) themselves, on loopback ports, and stop them afterwards. Installed
+# with the system package manager when missing and possible (root with apt-get, as on CI);
+# otherwise those tests say why they cannot run.
 set -e
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v tinyproxy >/dev/null 2>&1 || missing="$missing tinyproxy"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing test services:$missing"

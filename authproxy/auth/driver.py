@@ -16,7 +16,7 @@ from yarl import URL
 
 from authproxy.auth.flow import Flow, HttpCall, HttpReply
 from authproxy.auth.grant import Grant
-from authproxy.errors import LoginTimeout, LoginUnavailable, upstream_error
+from authproxy.errors import LoginTimeout, LoginUnavailable, UpstreamFailure, upstream_error
 
 MAX_ANSWER_BYTES = 1024 * 1024
 
@@ -82,9 +82,9 @@ class AuthDriver:
                     )
                 headers = {name.lower(): value for name, value in response.headers.items()}
                 return HttpReply(response.status, headers, body)
-        except (ClientError, TimeoutError) as error:
+        except (ClientError, TimeoutError, UpstreamFailure) as error:
             # A TimeoutError: the route's own read timeout ran out first (shorter than
-            # auth.timeout).
+            # auth.timeout). An UpstreamFailure: the outbound proxy refused (upstream/proxied.py).
             raise upstream_error(self.route, error, login=True) from None
 
 

@@ -15,6 +15,7 @@ from authproxy.settings import (
     AuthSpec,
     Capture,
     ExpirySpec,
+    OutboundProxy,
     RefreshSpec,
     RequestSpec,
     Route,
@@ -64,6 +65,17 @@ def describe_route(route: Route) -> JSON:
             "headers": list(route.cors.headers),
             "max_age": route.cors.max_age,
         },
+        "proxy": None if route.proxy is None else _proxy(route.proxy),
+    }
+
+
+def _proxy(proxy: OutboundProxy) -> JSON:
+    """Where the route's traffic goes first; its credentials as the mask and their origin."""
+    credentials = {"username": proxy.username, "password": proxy.password}
+    return {
+        "address": str(proxy),
+        "from": proxy.source,
+        "credentials": {name: _secret(value) for name, value in credentials.items() if value},
     }
 
 

@@ -28,6 +28,7 @@ from authproxy.config.gateway_block import (
 from authproxy.config.interpolate import expand_home, home, reason
 from authproxy.config.limits import parse_limits, parse_upstream_block
 from authproxy.config.node import Context, Node
+from authproxy.config.outbound import apply_proxies
 from authproxy.config.reader import read_yaml
 from authproxy.config.routes_block import parse_routes
 from authproxy.errors import ConfigError, ConfigProblem
@@ -82,7 +83,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     grace = root.child("shutdown_grace").number(10.0)
     limits = parse_limits(root.child("limits"))
     busy_poll_us = parse_upstream_block(root.child("upstream"))
-    routes = parse_routes(root.child("routes"))
+    routes = apply_proxies(parse_routes(root.child("routes")), root.child("routes"))
     clients = parse_clients(root.child("clients"), {route.name for route in routes})
     open_door = root.child("allow_unauthenticated").boolean(False)
     plaintext = root.child("allow_plaintext_store").boolean(False)

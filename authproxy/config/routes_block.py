@@ -1,8 +1,8 @@
 """The `routes:` block -> `Route`s: each route's keys, upstream URL, prefix, timeouts, TLS and CORS.
 
-A route's `auth:` block is read by `config/auth_block.py`. An upstream URL may carry a secret in its
-path (a bot token), so what `${...}` put there is registered for masking, except what lies in its
-origin (see `register_beyond_origin`).
+A route's `auth:` block is read by `config/auth_block.py`, its `proxy` by `config/outbound.py`. An
+upstream URL may carry a secret in its path (a bot token), so what `${...}` put there is registered
+for masking, except what lies in its origin (see `register_beyond_origin`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from authproxy.config.node import Node
 from authproxy.http_syntax import is_token
 from authproxy.settings import CorsSettings, Route, Timeouts, TlsSettings
 
-ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors")
+ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors", "proxy")
 CORS_KEYS = ("origins", "methods", "headers", "max_age")
 
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")

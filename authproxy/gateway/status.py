@@ -67,6 +67,8 @@ def status_document(
         routes[route.name] = {
             "prefix": route.prefix,
             "upstream": str(route.upstream),
+            # The outbound proxy as host:port (never its credentials), or null: directly.
+            "proxy": str(route.proxy) if route.proxy else None,
             "preset": route.auth.preset if route.auth else None,
             "auth": token is not None,
             # Same shape for every route, so a client can read token.state without a special case.

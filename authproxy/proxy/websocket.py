@@ -26,7 +26,7 @@ from aiohttp import (
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from authproxy.errors import upstream_error
+from authproxy.errors import UpstreamFailure, upstream_error
 from authproxy.proxy.headers import LocationRewriter, downstream_response_headers
 from authproxy.settings import Route
 from authproxy.tasks import spawn
@@ -100,7 +100,8 @@ async def proxy_websocket(
     except UpgradeRedirected as redirect:
         exchange.status = redirect.status
         return _redirect_answer(request, runtime, redirect)
-    except (ClientError, TimeoutError) as error:
+    except (ClientError, TimeoutError, UpstreamFailure) as error:
+        # An UpstreamFailure: the route's outbound proxy refused (upstream/proxied.py).
         raise upstream_error(route, error) from error
 
     downstream = web.WebSocketResponse(

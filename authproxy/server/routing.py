@@ -67,7 +67,7 @@ def route_runtime(
     """Everything a request on `route` needs, prepared once per config."""
     return RouteRuntime(
         route=route,
-        session=pool.session(route.name),
+        session=pool.upgrade_session(route.name),
         client=pool.client(route.name),
         timeout=timeout_for(route),
         rewriter=LocationRewriter(

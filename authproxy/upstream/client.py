@@ -28,6 +28,7 @@ from authproxy.errors import (
     Disconnected,
     TimedOut,
     TlsFailed,
+    UpstreamFailure,
 )
 from authproxy.http_syntax import bracket_host
 from authproxy.settings import Timeouts
@@ -43,6 +44,13 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 KEEPALIVE_SECONDS = 30.0
 # A bytes body up to this size is joined to the head for a single write.
 JOIN_LIMIT = 64 * 1024
+
+
+def tls_failure(error: ssl.SSLError) -> UpstreamFailure:
+    """What a failed TLS handshake with the upstream is told as."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return CertificateRejected()
+    return TlsFailed()
 
 
 class OriginClient:
@@ -197,10 +205,8 @@ class OriginClient:
                 )
         except TimeoutError:
             raise TimedOut() from None
-        except ssl.SSLCertVerificationError:
-            raise CertificateRejected() from None
-        except ssl.SSLError:
-            raise TlsFailed() from None
+        except ssl.SSLError as error:
+            raise tls_failure(error) from None
         except OSError:
             raise ConnectFailed() from None
         return conn

@@ -1,12 +1,18 @@
 """The one owner of outgoing connections, per upstream origin, all closed on shutdown.
 
-Each origin (with its TLS settings) gets two clients that share nothing but their settings:
+Each origin (with its TLS settings and outbound proxy) gets two clients that share nothing but
+their settings:
 - an `OriginClient` (upstream/client.py): the lean keep-alive pool that forwards requests;
 - an aiohttp `ClientSession`, for what the hot path does not do: logins (auth/driver.py) and
   WebSocket upgrades (proxy/websocket.py).
-Routes that point at the same origin with the same TLS settings share both, so keep-alive
-connections are reused across them. Neither decompresses, keeps cookies, follows redirects or adds
-headers of its own: the proxy forwards what it was given.
+Routes that point at the same origin with the same settings share both, so keep-alive connections
+are reused across them. None decompresses, keeps cookies, follows redirects or adds headers of its
+own: the proxy forwards what it was given.
+
+Through an outbound proxy (`Route.proxy`) both clients go through it (upstream/proxied.py), and a
+plain-HTTP origin gets a third client, a session of CONNECT tunnels for its WebSocket upgrades
+(upstream/tunnel.py says why). Direct or not is decided here, once per origin: the direct client
+does no proxy work per request.
 
 Every request of a session passes `OriginGuard`, which keeps the injected credentials on the origin
 they were configured for: a request for any other origin is refused before it is sent, and a
@@ -34,8 +40,10 @@ from aiohttp import (
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.settings import Route, TlsSettings
+from authproxy.settings import OutboundProxy, Route, TlsSettings
 from authproxy.upstream.client import OriginClient
+from authproxy.upstream.proxied import ProxyFailures, lean_client, session_proxy
+from authproxy.upstream.tunnel import TunnelConnector
 
 log = structlog.get_logger("authproxy.upstream.pool")
 
@@ -45,8 +53,11 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # Larger reads mean fewer wake-ups per megabyte when streaming big bodies.
 READ_BUFSIZE = 2**18
 
-# An origin with its TLS settings: routes with the same key share both clients.
-OriginKey = tuple[str, bool, str | None]
+# Idle connections of the sessions are closed after this many seconds.
+KEEPALIVE_SECONDS = 30.0
+
+# An origin with its TLS settings and proxy: routes with the same key share its clients.
+OriginKey = tuple[str, bool, str | None, OutboundProxy | None]
 
 # The statuses aiohttp's redirect loop follows.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -131,10 +142,15 @@ def timeout_for(route: Route) -> ClientTimeout:
 
 @dataclass(frozen=True, slots=True)
 class OriginClients:
-    """The two clients of one origin with its TLS settings, made and closed together."""
+    """The clients of one origin with its TLS settings and proxy, made and closed together.
+
+    `upgrades` serves WebSocket handshakes: `session` itself, except for a plain-HTTP origin
+    behind a proxy, where it is a session of CONNECT tunnels.
+    """
 
     session: ClientSession
     client: OriginClient
+    upgrades: ClientSession
 
 
 class UpstreamPool:
@@ -149,7 +165,7 @@ class UpstreamPool:
 
     @staticmethod
     def _key(route: Route) -> OriginKey:
-        return (str(route.upstream.origin()), route.tls.verify, route.tls.ca_file)
+        return (str(route.upstream.origin()), route.tls.verify, route.tls.ca_file, route.proxy)
 
     def add(self, route: Route) -> None:
         key = self._key(route)
@@ -171,20 +187,23 @@ class UpstreamPool:
         if route.upstream.scheme == "https":
             context = ssl_context_for(route.tls)
             lean_context = context if isinstance(context, ssl.SSLContext) else unverified_context()
-        session = ClientSession(
-            connector=TCPConnector(limit=0, ssl=context, keepalive_timeout=30.0),
-            middlewares=(OriginGuard(route.upstream.origin()),),
-            auto_decompress=False,
-            cookie_jar=DummyCookieJar(),
-            skip_auto_headers=SKIP_AUTO_HEADERS,
-            read_bufsize=READ_BUFSIZE,
-            trust_env=False,
-        )
-        client = OriginClient(route.upstream.origin(), lean_context, busy_poll=self._busy_poll)
-        return OriginClients(session, client)
+        origin, proxy = route.upstream.origin(), route.proxy
+        connector = TCPConnector(limit=0, ssl=context, keepalive_timeout=KEEPALIVE_SECONDS)
+        session = _session(connector, origin, proxy)
+        client = lean_client(origin, lean_context, proxy, self._busy_poll)
+        upgrades = session
+        if proxy is not None and origin.scheme == "http":
+            tunnels = TunnelConnector(proxy, keepalive_timeout=KEEPALIVE_SECONDS)
+            upgrades = _session(tunnels, origin, proxy, tunnelled=True)
+        return OriginClients(session, client, upgrades)
 
     def session(self, route_name: str) -> ClientSession:
+        """The route's aiohttp session: logins and refreshes (auth/driver.py)."""
         return self._by_route[route_name].session
+
+    def upgrade_session(self, route_name: str) -> ClientSession:
+        """The session for the route's WebSocket handshakes (proxy/websocket.py)."""
+        return self._by_route[route_name].upgrades
 
     def client(self, route_name: str) -> OriginClient:
         return self._by_route[route_name].client
@@ -193,5 +212,32 @@ class UpstreamPool:
         for clients in self._origins.values():
             clients.client.close()
             await clients.session.close()
+            if clients.upgrades is not clients.session:
+                await clients.upgrades.close()
         self._origins.clear()
         self._by_route.clear()
+
+
+def _session(
+    connector: TCPConnector,
+    origin: URL,
+    proxy: OutboundProxy | None,
+    *,
+    tunnelled: bool = False,
+) -> ClientSession:
+    """An aiohttp session that adds nothing of its own and never leaves `origin`. Through a proxy,
+    aiohttp's (`proxy=`, absolute form or CONNECT) unless the connector already `tunnelled`; the
+    environment is never read (`trust_env=False`): config/outbound.py decided."""
+    guards: tuple[OriginGuard | ProxyFailures, ...] = (OriginGuard(origin),)
+    if proxy is not None:
+        guards += (ProxyFailures(proxy),)
+    return ClientSession(
+        connector=connector,
+        middlewares=guards,
+        proxy=None if proxy is None or tunnelled else session_proxy(proxy),
+        auto_decompress=False,
+        cookie_jar=DummyCookieJar(),
+        skip_auto_headers=SKIP_AUTO_HEADERS,
+        read_bufsize=READ_BUFSIZE,
+        trust_env=False,
+    )

@@ -13,8 +13,10 @@ from fakes import BOUND, RawUpstream, route
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.settings import Timeouts, TlsSettings
+from authproxy.settings import OutboundProxy, Timeouts, TlsSettings
+from authproxy.upstream.client import OriginClient
 from authproxy.upstream.pool import UpstreamPool
+from authproxy.upstream.proxied import ForwardingClient, TunnelClient
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -63,3 +65,29 @@ async def test_routes_of_one_origin_share_its_clients_and_close_closes_both() ->
         # The lean client's idle connection was closed with its session.
         await asyncio.wait_for(hung_up.wait(), BOUND)
     assert upstream.connections == 1
+
+
+async def test_direct_or_through_a_proxy_is_decided_per_origin_when_the_pool_is_built() -> None:
+    """The direct origin gets the plain client, which does no proxy work per request."""
+    corp = OutboundProxy("127.0.0.1", 3128)
+    plain, secure = URL("http://127.0.0.1:8001"), URL("https://127.0.0.1:8002")
+    routes = [
+        route(plain, "/direct"),
+        dataclasses.replace(route(plain, "/forwarded"), proxy=corp),
+        dataclasses.replace(route(secure, "/tunnelled"), proxy=corp),
+    ]
+    pool = UpstreamPool(routes)
+    try:
+        assert type(pool.client("direct")) is OriginClient
+        assert type(pool.client("forwarded")) is ForwardingClient
+        assert type(pool.client("tunnelled")) is TunnelClient
+        # WebSocket upgrades to a plain-HTTP origin behind a proxy get a session of tunnels.
+        assert pool.upgrade_session("direct") is pool.session("direct")
+        assert pool.upgrade_session("forwarded") is not pool.session("forwarded")
+        assert pool.upgrade_session("tunnelled") is pool.session("tunnelled")
+        sessions = {pool.session(name) for name in ("direct", "forwarded", "tunnelled")}
+        sessions.add(pool.upgrade_session("forwarded"))
+    finally:
+        await pool.close()
+    assert len(sessions) == 4
+    assert all(session.closed for session in sessions)
