@@ -66,12 +66,26 @@ def test_oauth2_route_logs_in_at_the_token_url_with_its_params() -> None:
     assert set(spec.credentials) == {"client_id", "client_secret"}
 
 
-def test_what_the_environment_put_in_the_token_urls_path_is_masked() -> None:
+def test_check_expand_shows_the_token_request_and_the_token_type_expected() -> None:
     settings = parse(OAUTH2)
-    assert ENV["TENANT_KEY"] in REGISTRY
-    expanded = str(describe_settings(settings))
-    assert "https://login.example.com/<redacted>/oauth2/token?api-version=2" in expanded
-    assert ENV["IDP_CLIENT_SECRET"] not in expanded
+    assert ENV["TENANT_KEY"] in REGISTRY  # what the environment put in the token URL's path
+    described = describe_settings(settings)
+    auth = described["routes"]["billing"]["auth"]  # type: ignore[index]
+    assert auth["login"] == {
+        "method": "POST",
+        "path": "https://login.example.com/<redacted>/oauth2/token?api-version=2",
+        "encoding": "form",
+        "body": {
+            "grant_type": "client_credentials",
+            "scope": "billing.read",
+            "audience": "https://billing.example.com",
+            "resource": "urn:billing",
+        },
+        "headers": {"Accept": "application/json"},
+        "basic_auth": ["{client_id}", "{client_secret}"],
+    }
+    assert auth["token_type"] == "Bearer"
+    assert ENV["IDP_CLIENT_SECRET"] not in str(described)
 
 
 def test_oauth2_problems_name_their_keys() -> None:
