@@ -102,7 +102,7 @@ async def test_client_auth_body_and_a_public_client(provider: OAuthProvider) -> 
     async with running_proxy(settings_for(routes)) as running:
         assert (await whoami(running))["client"] == "service"
         reply = await running.get("/mobile/whoami")
-        assert reply.json() == {"client": "mobile", "user": "alice", "scope": "read"}
+        assert reply.json() == {"client": "mobile", "user": provider.username, "scope": "read"}
     body, public = token_calls(provider, since)
     assert (body["auth"], body["fields"]) == (None, ["client_id", "client_secret", "grant_type"])
     assert (public["auth"], public["grant_type"]) == (None, "password")
@@ -131,7 +131,7 @@ async def test_password_grant_refreshes_and_falls_back_when_the_refresh_is_refus
     clock = ManualClock()
     settings = settings_for({"api": api_route(provider, password_auth(provider, "app"))})
     async with running_proxy(settings, clock) as running:
-        assert (await whoami(running))["user"] == "alice"
+        assert (await whoami(running))["user"] == provider.username
         first = grant_of(running)
         assert first.expires_at == clock.now() + 300  # the provider's expires_in
         await whoami(running)  # used since the login: it is renewed ahead of expiry
@@ -139,12 +139,12 @@ async def test_password_grant_refreshes_and_falls_back_when_the_refresh_is_refus
         await wait_until(lambda: grant_of(running) is not first, "the refresh")
         refreshed = grant_of(running)
         assert refreshed.values["refresh_token"] != first.values["refresh_token"]  # rotated
-        assert (await whoami(running))["user"] == "alice"
+        assert (await whoami(running))["user"] == provider.username
 
         await revoke(provider, refreshed.values["refresh_token"])
         clock.advance(270)
         await wait_until(lambda: grant_of(running) is not refreshed, "the fallback login")
-        assert (await whoami(running))["user"] == "alice"
+        assert (await whoami(running))["user"] == provider.username
     calls = [(call["grant_type"], call["status"]) for call in token_calls(provider, since)]
     assert calls == [
         ("password", 200),
