@@ -20,6 +20,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
+EMPTY_PROXIES: Mapping[str, OutboundProxy | None] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +53,15 @@ BodyEncoding = Literal["json", "form"]
 
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
-    """An HTTP call the engine makes to the upstream (login or refresh).
+    """An HTTP call the engine makes for a login or a refresh.
 
-    `path` is joined to the route's upstream base like a proxied path. `body` maps each body key
-    to a template such as "{password}" or "{password|sha1}"; a key whose template names a value
-    that is not available (an optional credential) is left out of the body.
+    `path` is an absolute path on the upstream's origin (`/v1/authenticate`), or an absolute
+    http(s) URL on any origin: an identity provider's token endpoint (`auth/endpoints.py`).
+    `body` maps each body key to a template such as "{password}" or "{password|sha1}"; a key
+    whose template names a value that is not available (an optional credential) is left out of
+    the body. `basic_auth` holds the templates of a client id and secret sent as
+    `Authorization: Basic` the way RFC 6749 §2.3.1 asks; it is left out when either names an
+    absent value (a public client has no secret).
     """
 
     method: str
@@ -64,6 +69,7 @@ class RequestSpec:
     encoding: BodyEncoding = "json"
     body: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     headers: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    basic_auth: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,10 @@ class AuthSpec:
     warm: bool = False
     # Seconds one login (or refresh) may take, from connect to the parsed answer.
     timeout: float = 30.0
+    # The token type (RFC 6749 §7.1) the inject headers are written for, compared without case
+    # with a login answer's `token_type`: a token of another type would be refused where it is
+    # sent (a DPoP token needs a proof with every request, RFC 9449). None: not checked.
+    token_type: str | None = None
 
     @property
     def is_static(self) -> bool:
@@ -208,6 +218,9 @@ class Route:
     # The forward proxy the upstream is reached through (the route's `proxy`, else HTTPS_PROXY,
     # HTTP_PROXY and NO_PROXY, decided by config/outbound.py); None: directly.
     proxy: OutboundProxy | None = None
+    # The same decision for each other origin the route logs in at (an identity provider's
+    # token URL), by that origin's string form.
+    login_proxies: Mapping[str, OutboundProxy | None] = field(default_factory=lambda: EMPTY_PROXIES)
 
 
 TokenStoreKind = Literal["memory", "file", "redis"]

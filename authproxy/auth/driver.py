@@ -9,11 +9,13 @@ endpoint that never answers must not hold the requests waiting on it for the rou
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from aiohttp.streams import StreamReader
 from yarl import URL
 
+from authproxy.auth.endpoints import OriginKey, is_absolute, origin_key
 from authproxy.auth.flow import Flow, HttpCall, HttpReply
 from authproxy.auth.grant import Grant
 from authproxy.errors import LoginTimeout, LoginUnavailable, UpstreamFailure, upstream_error
@@ -22,10 +24,13 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class AuthDriver:
-    """Runs flows for one route against its upstream origin.
+    """Runs flows for one route against its upstream origin, and the origins it logs in at.
 
     Login paths are absolute paths on the upstream's origin (`/v1/authenticate`), as each API
-    documents them, whatever base path the route forwards to.
+    documents them, whatever base path the route forwards to. An absolute URL (a token endpoint
+    elsewhere) goes through the session given for its origin in `elsewhere`: each session refuses
+    every other origin, and no call follows a redirect, so credentials reach only the URL
+    configured for them.
     """
 
     def __init__(
@@ -35,12 +40,15 @@ class AuthDriver:
         origin: URL,
         timeout: ClientTimeout,
         deadline: float = 30.0,
+        elsewhere: Sequence[tuple[URL, ClientSession]] = (),
     ):
         self.route = route
         self._session = session
         self._origin = origin
         self._timeout = timeout
         self._deadline = deadline
+        self._sessions: dict[OriginKey, ClientSession] = {origin_key(origin): session}
+        self._sessions.update((origin_key(url), client) for url, client in elsewhere)
 
     async def run(self, flow: Flow) -> Grant:
         """Drive `flow` to its Grant within the deadline; raises LoginFailed (LoginTimeout)."""
@@ -63,11 +71,20 @@ class AuthDriver:
     def _timed_out(self) -> LoginTimeout:
         return LoginTimeout(self.route, f"the login did not finish within {self._deadline:g} s")
 
+    def _target(self, path: str) -> tuple[URL, ClientSession]:
+        if not is_absolute(path):
+            path = path if path.startswith("/") else "/" + path
+            return URL(str(self._origin) + path, encoded=True), self._session
+        url = URL(path, encoded=True)
+        session = self._sessions.get(origin_key(url))
+        if session is None:  # the composition root gives one for every origin a flow names
+            raise LoginUnavailable(self.route, "no client is set up for the login URL's origin")
+        return url, session
+
     async def _send(self, call: HttpCall) -> HttpReply:
-        path = call.path if call.path.startswith("/") else "/" + call.path
-        url = URL(str(self._origin) + path, encoded=True)
+        url, session = self._target(call.path)
         try:
-            async with self._session.request(
+            async with session.request(
                 call.method,
                 url,
                 headers=dict(call.headers),

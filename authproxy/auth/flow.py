@@ -10,12 +10,14 @@ Errors carry the route, the upstream status and at most a short upstream error c
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import urlencode
+from typing import TypeGuard
+from urllib.parse import quote_plus, urlencode
 
 from authproxy.auth import expiry
 from authproxy.auth.grant import Grant
@@ -27,7 +29,7 @@ from authproxy.settings import AuthSpec, Capture, RequestSpec
 
 @dataclass(frozen=True, slots=True)
 class HttpCall:
-    """A request for the driver to send; `path` is joined to the route's upstream base."""
+    """A request for the driver to send: `path` on the upstream's origin, or an absolute URL."""
 
     method: str
     path: str
@@ -103,6 +105,8 @@ def render_call(request: RequestSpec, values: Mapping[str, str]) -> HttpCall:
     """Fill `request`'s templates; a body or header field naming an absent value is left out."""
     body = _render_fields(request.body, values)
     headers = _render_fields(request.headers, values)
+    if request.basic_auth is not None and (client := _render_pair(request.basic_auth, values)):
+        headers["Authorization"] = _basic(*client)
     if not body:
         return HttpCall(request.method, request.path, headers, b"")
     if request.encoding == "json":
@@ -119,6 +123,18 @@ def _render_fields(fields: Mapping[str, str], values: Mapping[str, str]) -> dict
     return {key: t.render(values) for key, t in templates.items() if t.names <= values.keys()}
 
 
+def _render_pair(pair: tuple[str, str], values: Mapping[str, str]) -> tuple[str, str] | None:
+    rendered = _render_fields({"id": pair[0], "secret": pair[1]}, values)
+    return (rendered["id"], rendered["secret"]) if len(rendered) == 2 else None
+
+
+def _basic(client_id: str, secret: str) -> str:
+    """RFC 6749 §2.3.1: both form-encoded (Appendix B) before they are joined and base64-encoded,
+    so a secret holding ':' or '%' reaches the server as it is."""
+    joined = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+    return "Basic " + base64.b64encode(joined.encode()).decode("ascii")
+
+
 def _revealed(spec: AuthSpec) -> dict[str, str]:
     return {name: secret.reveal() for name, secret in spec.credentials.items()}
 
@@ -129,7 +145,9 @@ def _grant(
     _check_status(route, stage, reply)
     headers = {name.lower(): value for name, value in reply.headers.items()}
     needs_json = spec.expiry.source == "field" or any(c.source == "body" for c in spec.captures)
-    body = _json(reply.body) if needs_json else None
+    body = _json(reply.body) if needs_json or spec.token_type else None
+    if spec.token_type:
+        _check_token_type(spec.token_type, route, stage, reply.status, body)
     values = dict(kept)
     for capture in spec.captures:
         value = _capture(capture, body, headers)
@@ -169,18 +187,39 @@ def _missing(stage: str, reply: HttpReply, capture: Capture, body: object) -> st
     return f"{answer} has no usable {capture.name!r} ({capture.source}: {', '.join(capture.keys)})"
 
 
+def _check_token_type(expected: str, route: str, stage: str, status: int, body: object) -> None:
+    """A `token_type` other than `expected` fails the login (RFC 6749 §7.1: without case).
+
+    Rejected rather than transient: the provider issues the type its client registration says,
+    so a retry within seconds would only mint another unusable token. An absent type is taken as
+    `expected`: RFC 6749 §5.1 requires it, yet some providers leave it out.
+    """
+    given = body.get("token_type") if isinstance(body, dict) else None
+    if given is None or (isinstance(given, str) and given.lower() == expected.lower()):
+        return
+    shown = f"'{given}'" if _is_code(given) else "an unsupported type"
+    detail = f"{stage} answered {status} with a token of {shown}; only {expected} can be sent"
+    raise LoginRejected(route, detail, status)
+
+
 # An upstream error code worth reporting: short, identifier-like, and not a registered secret.
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 _ERROR_CODE_KEYS = ("error_token", "error_code", "code", "error")
+# Codes that blame the server, not the credentials: RFC 6749 §4.1.2.1 names them for the
+# authorization endpoint, and token endpoints answer them too (§5.2 allows more codes).
+TRANSIENT_ERROR_CODES = frozenset({"temporarily_unavailable", "server_error"})
 
 
 def _check_status(route: str, stage: str, reply: HttpReply) -> None:
+    """4xx: rejected credentials (`invalid_client`, `invalid_grant`: RFC 6749 §5.2), held off;
+    5xx, other statuses and the transient codes: retried with backoff. Only the code is told:
+    an `error_description` or a body may quote what was sent."""
     if 200 <= reply.status < 300:
         return
     code = _error_code(_json(reply.body))
     detail = f"{stage} answered {reply.status}" + (f" ({code})" if code else "")
-    error = LoginRejected if 400 <= reply.status < 500 else LoginUnavailable
-    raise error(route, detail, reply.status)
+    rejected = 400 <= reply.status < 500 and code not in TRANSIENT_ERROR_CODES
+    raise (LoginRejected if rejected else LoginUnavailable)(route, detail, reply.status)
 
 
 def _error_code(body: object) -> str | None:
@@ -191,13 +230,17 @@ def _error_code(body: object) -> str | None:
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        if (
-            isinstance(value, str)
-            and _ERROR_CODE.fullmatch(value)
-            and REGISTRY.scrub(value) == value
-        ):
+        if _is_code(value):
             return value
     return None
+
+
+def _is_code(value: object) -> TypeGuard[str]:
+    return (
+        isinstance(value, str)
+        and _ERROR_CODE.fullmatch(value) is not None
+        and REGISTRY.scrub(value) == value
+    )
 
 
 def _json(body: bytes) -> object:

@@ -63,6 +63,11 @@ class Template:
         return f"Template(names={sorted(self.names)})"
 
 
+def literal(text: str) -> str:
+    """A template that renders to `text` as it is: its braces doubled."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 @functools.lru_cache(maxsize=256)
 def compile_template(text: str) -> Template:
     """Parse `text`; raises `ValueError` naming the problem and where it is.

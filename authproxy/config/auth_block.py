@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
+from authproxy.auth.endpoints import is_absolute
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, Preset, PresetProblem
 from authproxy.config.custom_flow import CUSTOM_KEYS, parse_custom_flow
+from authproxy.config.interpolate import register_beyond_origin
 from authproxy.config.node import Node, did_you_mean
 from authproxy.secrets import REGISTRY, Secret
 from authproxy.settings import AuthSpec, ExpirySpec, InjectSpec
@@ -70,6 +72,8 @@ def _preset_flow(node: Node) -> AuthSpec | None:
     for key in preset.option_fields:
         if (option := _option(node.child(key))) is not None:
             options[key] = option
+    for key in preset.table_fields:
+        options.update(_table(key, node.child(key)))
     if len(node.ctx.problems) > before:
         return None  # the preset would only add "required" for a misspelled or unset field
     try:
@@ -94,7 +98,20 @@ def _option(node: Node) -> str | None:
         return str(node.value)  # `login_path` is text, but a number is an easy thing to write
     # A preset's options are plain settings (`login_path`, `password_hash`), shown as they are.
     text = None if node.missing else node.text(secret=False)
+    if text is not None and is_absolute(text.value):
+        register_beyond_origin(text, text.value)  # a token URL: as an upstream URL (routes_block)
     return None if text is None else text.value
+
+
+def _table(field: str, node: Node) -> dict[str, str]:
+    """A mapping option (`params: {audience: ...}`), as `Preset.table_fields` hands it over."""
+    table: dict[str, str] = {}
+    for key, child in node.pairs():
+        if not key:
+            child.problem("an empty name")
+        elif (value := _option(child)) is not None:
+            table[f"{field}.{key}"] = value
+    return table
 
 
 def _with_common_options(node: Node, spec: AuthSpec) -> AuthSpec:

@@ -15,6 +15,7 @@ from typing import Literal, cast, get_args
 
 from authproxy.auth.templates import compile_template
 from authproxy.config.node import Node, unknown
+from authproxy.config.target import parse_target
 from authproxy.http_syntax import is_token
 from authproxy.secrets import REGISTRY, Secret
 from authproxy.settings import (
@@ -34,7 +35,7 @@ CUSTOM_KEYS = (
     *("credentials", "login", "token", "expiry", "refresh", "inject", "adopt"),
     "strip_response_headers",
 )
-REQUEST_KEYS = ("method", "path", "format", "body", "headers")
+REQUEST_KEYS = ("method", "path", "url", "format", "body", "headers")
 EXPIRY_SOURCES: tuple[str, ...] = get_args(ExpirySource)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a template placeholder can name
@@ -81,9 +82,7 @@ def _request(node: Node, names: set[str], extra_keys: tuple[str, ...] = ()) -> R
     method = node.child("method").string("POST", secret=False).upper()
     if not is_token(method):
         node.child("method").problem("not an HTTP method")
-    path = node.child("path").string(required=True)
-    if path is not None and not path.startswith("/"):
-        node.child("path").problem("must start with '/'; it is joined to the upstream URL")
+    path = parse_target(node)
     encoding = node.child("format").choice(("json", "form"), "json", "format")
     body = _templates(node.child("body"), names)
     headers = _templates(node.child("headers"), names, header_names=True)

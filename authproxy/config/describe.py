@@ -98,6 +98,7 @@ def describe_auth(auth: AuthSpec) -> JSON:
         "renew_at": auth.renew_at,
         "relogin_after_rejection": auth.relogin_after_rejection,
         "warm": auth.warm,
+        "token_type": auth.token_type,
     }
 
 
@@ -106,13 +107,16 @@ def _secret(secret: Secret) -> JSON:
 
 
 def _request(request: RequestSpec) -> JSON:
-    return {
+    described: JSON = {
         "method": request.method,
         "path": request.path,
         "encoding": request.encoding,
         "body": _templates(request.body),
         "headers": _templates(request.headers),
     }
+    if request.basic_auth is not None:  # the templates only: "{client_secret}", not its value
+        described["basic_auth"] = list(request.basic_auth)
+    return described
 
 
 def _capture(capture: Capture) -> JSON:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from yarl import URL
 
+from authproxy.auth.endpoints import elsewhere
 from authproxy.config.interpolate import register_beyond_origin
 from authproxy.config.no_proxy import Bypass, bypassed, parse_no_proxy
 from authproxy.config.node import Node
@@ -70,15 +72,24 @@ class ProxyEnvironment:
 
 
 def apply_proxies(routes: tuple[Route, ...], routes_node: Node) -> tuple[Route, ...]:
-    """`routes`, each with the proxy its upstream is reached through (`Route.proxy`)."""
+    """`routes`, each with the proxy its upstream is reached through (`Route.proxy`), and the
+    proxy of every other origin it logs in at (`Route.login_proxies`)."""
     environment = ProxyEnvironment(routes_node.ctx.environ, routes_node.ctx.problems)
-    return tuple(
-        dataclasses.replace(
-            route,
-            proxy=route_proxy(routes_node.child(route.name).child("proxy"), route, environment),
+    placed = []
+    for route in routes:
+        node = routes_node.child(route.name).child("proxy")
+        proxy = route_proxy(node, route, environment)
+        others = () if route.auth is None else elsewhere(route.auth, route.upstream)
+        # The route's own `proxy` covers all its traffic; otherwise each origin is decided
+        # from the environment, so NO_PROXY can tell an internal API from an outside provider.
+        logins = {
+            str(origin): proxy if not node.missing else environment.proxy_for(origin)
+            for origin in others
+        }
+        placed.append(
+            dataclasses.replace(route, proxy=proxy, login_proxies=MappingProxyType(logins))
         )
-        for route in routes
-    )
+    return tuple(placed)
 
 
 def route_proxy(node: Node, route: Route, environment: ProxyEnvironment) -> OutboundProxy | None:

@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 
 from authproxy.auth.clock import Clock, SystemClock
 from authproxy.auth.driver import AuthDriver
+from authproxy.auth.endpoints import elsewhere
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
@@ -29,7 +30,7 @@ from authproxy.proxy.request_body import ReplayBudget
 from authproxy.server.dispatch import Dispatcher
 from authproxy.server.listener import Listener, listen
 from authproxy.server.routing import Routing, build_routing, route_runtime
-from authproxy.settings import Route, Settings
+from authproxy.settings import AuthSpec, Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.names import EPHEMERAL_NAME_KEY, store_key
@@ -37,6 +38,9 @@ from authproxy.tasks import Tasks
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 
 if TYPE_CHECKING:
+    from aiohttp import ClientSession
+    from yarl import URL
+
     from authproxy.auth.grant import Grant
 
 log = structlog.get_logger("authproxy.server.app")
@@ -156,6 +160,7 @@ class Proxy:
             route.upstream.origin(),
             timeout_for(route),
             deadline=route.auth.timeout,
+            elsewhere=self._login_sessions(route, route.auth),
         )
         return TokenManager(
             route.name,
@@ -167,6 +172,26 @@ class Proxy:
             tasks=self.tasks,
             shared=self._shared,
         )
+
+    def _login_sessions(self, route: Route, auth: AuthSpec) -> list[tuple[URL, ClientSession]]:
+        """A session for each other origin the route logs in at (an identity provider).
+
+        Each comes from the pool as if it were a route of its own to that origin, with the
+        route's TLS settings: it refuses every other origin like the upstream's session does.
+        """
+        assert self._pool is not None
+        sessions = []
+        for origin in elsewhere(auth, route.upstream):
+            # A space is never in a route name: this one cannot take a configured route's place.
+            login = replace(
+                route,
+                name=f"{route.name} login at {origin}",
+                upstream=origin,
+                proxy=route.login_proxies.get(str(origin)),
+            )
+            self._pool.add(login)
+            sessions.append((origin, self._pool.session(login.name)))
+        return sessions
 
     def reload(self, new: Settings) -> None:
         """Apply a new config to new requests; in-flight ones finish with what they started with.

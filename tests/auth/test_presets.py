@@ -50,8 +50,8 @@ def ok(body: object = None, headers: Mapping[str, str] | None = None) -> HttpRep
     return HttpReply(200, dict(headers or {}), json.dumps(body).encode() if body else b"")
 
 
-def test_registry_lists_the_five_presets_by_name() -> None:
-    assert set(PRESETS) == {"cosmic", "coco", "crux", "cucumberstudio", "emnify"}
+def test_registry_lists_the_presets_by_name() -> None:
+    assert set(PRESETS) == {"cosmic", "coco", "crux", "cucumberstudio", "emnify", "oauth2"}
     for name, preset in PRESETS.items():
         assert preset.name == name
         assert preset.summary

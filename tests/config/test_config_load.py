@@ -422,7 +422,7 @@ def test_unknown_preset_suggests_and_lists() -> None:
     (found,) = problems(auth({"preset": "cosmik"}))
     assert found == (
         "routes.api.auth.preset: unknown preset 'cosmik'; did you mean 'cosmic'? "
-        "presets: coco, cosmic, crux, cucumberstudio, emnify"
+        "presets: coco, cosmic, crux, cucumberstudio, emnify, oauth2"
     )
 
 

@@ -165,3 +165,23 @@ def test_check_expand_shows_the_proxy_and_masks_its_credentials() -> None:
     }
     assert PASSWORD not in json.dumps(described)
     assert "build-bot" not in json.dumps(described)
+
+
+def test_a_token_url_on_another_host_gets_its_own_proxy_decision() -> None:
+    """NO_PROXY can name an internal API while its identity provider sits outside, behind the
+    corporate proxy; a route's own `proxy` covers all its traffic."""
+    oauth = {
+        "preset": "oauth2",
+        "token_url": "https://idp.example.com/oauth/token",
+        "client_id": "app",
+        "client_secret": "s3cret-value-1",
+    }
+    environ = {"HTTPS_PROXY": "http://corp.example:3128", "NO_PROXY": "api.internal"}
+    route = parse({"api": {"upstream": "https://api.internal", "auth": oauth}}, environ).routes[0]
+    assert route.proxy is None
+    login = route.login_proxies["https://idp.example.com"]
+    assert login is not None
+    assert (login.host, login.port) == ("corp.example", 3128)
+    pinned = {"upstream": "https://api.internal", "auth": oauth, "proxy": "none"}
+    route = parse({"api": pinned}, environ).routes[0]
+    assert route.login_proxies == {"https://idp.example.com": None}

@@ -1,4 +1,4 @@
-"""Presets: named, small declarations of the five APIs' auth flows, as data.
+"""Presets: named, small declarations of the five APIs' auth flows and of OAuth2's, as data.
 
 A preset turns a route's `auth:` fields into an `AuthSpec` and does no I/O. Adding an API means a
 module here and a line in `PRESETS`, never a branch in the engine.
@@ -6,7 +6,7 @@ module here and a line in `PRESETS`, never a branch in the engine.
 
 from __future__ import annotations
 
-from authproxy.auth.presets import coco, cosmic, crux, cucumberstudio, emnify
+from authproxy.auth.presets import coco, cosmic, crux, cucumberstudio, emnify, oauth2
 from authproxy.auth.presets.base import Preset
 from authproxy.errors import PresetProblem
 
@@ -18,6 +18,7 @@ PRESETS: dict[str, Preset] = {
         crux.PRESET,
         cucumberstudio.PRESET,
         emnify.PRESET,
+        oauth2.PRESET,
     )
 }
 
