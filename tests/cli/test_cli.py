@@ -34,6 +34,8 @@ EXAMPLE_ENV = {
     "EMNIFY_USERNAME": "emnify-user@example.com",
     "EMNIFY_PASSWORD": "emnify-pw-2a4c6e8f",
     "EMNIFY_APPLICATION_TOKEN": "emnify-apptoken-13579bdf",
+    "BILLING_CLIENT_ID": "billing-client-3d5f",
+    "BILLING_CLIENT_SECRET": "billing-secret-8e0a2c4b",
     "EXAMPLE_USER": "example-user-55aa",
     "EXAMPLE_SECRET": "example-secret-77cc99ee",
 }

@@ -736,9 +736,9 @@ def example_environ() -> dict[str, str]:
 def test_example_config_loads() -> None:
     settings = load_settings(EXAMPLE, environ=example_environ())
     names = [route.name for route in settings.routes]
-    assert names == ["cosmic", "coco", "crux", "cucumberstudio", "emnify", "example"]
+    assert names == ["cosmic", "coco", "crux", "cucumberstudio", "emnify", "billing", "example"]
     presets = [route.auth.preset for route in settings.routes if route.auth]
-    assert presets == ["cosmic", "coco", "crux", "cucumberstudio", "emnify", None]
+    assert presets == ["cosmic", "coco", "crux", "cucumberstudio", "emnify", "oauth2", None]
     assert settings.token_store.kind == "memory"
 
 
