@@ -197,7 +197,8 @@ class TokenStoreSettings:
     """Where tokens rest: `memory`, a `file` at `path`, or a shared `redis` server at `url`.
 
     `explicit` is False when the default file was chosen for the user. `key` (a Fernet key)
-    encrypts tokens at rest in the file and in Redis.
+    encrypts tokens at rest in the file and in Redis; `previous_keys` (a rotation,
+    `token_store_key: [new, old, ...]`) still read what older keys wrote.
     """
 
     kind: TokenStoreKind
@@ -205,6 +206,12 @@ class TokenStoreSettings:
     explicit: bool = False
     url: Secret | None = None  # may carry a password: masked like every other secret
     key: Secret | None = None
+    previous_keys: tuple[Secret, ...] = ()
+
+    @property
+    def keys(self) -> tuple[Secret, ...]:
+        """Every key, the one that writes first; () without encryption."""
+        return () if self.key is None else (self.key, *self.previous_keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,10 +149,28 @@ def _rate_limit(node: Node) -> RateLimit | None:
     return RateLimit(rate, burst)
 
 
-def parse_store_key(node: Node) -> Secret | None:
-    """`token_store_key`: a Fernet key (authproxy keygen) that encrypts tokens at rest."""
+def parse_store_keys(node: Node) -> tuple[Secret, ...]:
+    """`token_store_key`: a Fernet key (authproxy keygen) that encrypts tokens at rest, or a
+    list of them for a rotation, `[new, old, ...]`: written under the first, read under any."""
     if node.missing:
-        return None
+        return ()
+    if not isinstance(node.value, list):
+        key = _store_key(node)
+        return () if key is None else (key,)
+    items = node.items() or []
+    if not items:
+        node.problem("empty; give one key, or a list with the new key first")
+    keys: list[Secret] = []
+    for item in items:
+        key = _store_key(item)
+        if key is not None and key in keys:
+            item.problem("listed twice; each key once, the new one first")
+        elif key is not None:
+            keys.append(key)
+    return tuple(keys) if len(keys) == len(items) else ()
+
+
+def _store_key(node: Node) -> Secret | None:
     text = node.text()
     if text is None:
         return None

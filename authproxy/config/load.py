@@ -17,11 +17,12 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from authproxy.config.gateway_block import (
     parse_clients,
-    parse_store_key,
+    parse_store_keys,
     redis_store,
     startup_problems,
 )
@@ -77,8 +78,9 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     root = Node(data, "", ctx)
     root.keys(TOP_KEYS)
     listen = _listen(root.child("listen"))
-    store_key = parse_store_key(root.child("token_store_key"))
-    token_store = _token_store(root.child("token_store"), environ, store_key)
+    keys = parse_store_keys(root.child("token_store_key"))
+    token_store = _token_store(root.child("token_store"), environ, keys[0] if keys else None)
+    token_store = replace(token_store, previous_keys=keys[1:])
     grace = root.child("shutdown_grace").number(10.0)
     limits = parse_limits(root.child("limits"))
     busy_poll_us = parse_upstream_block(root.child("upstream"))

@@ -32,7 +32,7 @@ from authproxy.server.routing import Routing, build_routing, route_runtime
 from authproxy.settings import Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.memory import MemoryStore
-from authproxy.stores.names import EPHEMERAL_NAME_KEY, store_key
+from authproxy.stores.names import EPHEMERAL_NAME_KEY
 from authproxy.tasks import Tasks
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 
@@ -88,6 +88,7 @@ class Proxy:
         )
         self._shared = None if stores.shared is None else SharedTokens(stores.shared)
         self._apply_routes(settings, {})
+        await stores.migrate()  # tokens stored under an older token_store_key
         try:
             listener = await listen(self.dispatcher.handle, settings, reuse_port=self.workers > 1)
         except StartupError:
@@ -145,7 +146,7 @@ class Proxy:
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
         if route.auth is None:
             return None
-        key = store_key(route, self._stores.name_key)
+        key = self._stores.name(route)
         if previous is not None and previous.spec == route.auth and previous.store_key == key:
             return previous
         assert self._pool is not None
