@@ -176,6 +176,24 @@ class CorsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderEdits:
+    """What a route does to the headers of one direction: `assign` sets each (name, value),
+    replacing what was there; `remove` (lower-case names) drops every occurrence."""
+
+    assign: tuple[tuple[str, str], ...] = ()
+    remove: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    """A route's `headers`: edits to the request sent upstream and to the answer sent back.
+    The auth engine's own headers are set after `request`, so they win over it."""
+
+    request: HeaderEdits = field(default_factory=HeaderEdits)
+    response: HeaderEdits = field(default_factory=HeaderEdits)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """`/<prefix>/<rest>` is forwarded to `<upstream>/<rest>`; the upstream's base path is kept."""
 
@@ -187,6 +205,7 @@ class Route:
     forwarded_headers: bool = True
     auth: AuthSpec | None = None
     cors: CorsSettings | None = None
+    headers: HeaderRules | None = None
 
 
 TokenStoreKind = Literal["memory", "file", "redis"]

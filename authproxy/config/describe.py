@@ -15,6 +15,7 @@ from authproxy.settings import (
     AuthSpec,
     Capture,
     ExpirySpec,
+    HeaderEdits,
     RefreshSpec,
     RequestSpec,
     Route,
@@ -64,7 +65,15 @@ def describe_route(route: Route) -> JSON:
             "headers": list(route.cors.headers),
             "max_age": route.cors.max_age,
         },
+        "headers": None
+        if route.headers is None
+        else {"request": _edits(route.headers.request), "response": _edits(route.headers.response)},
     }
+
+
+def _edits(edits: HeaderEdits) -> JSON:
+    # Values a `${...}` brought in are masked with every other string (describe_settings).
+    return {"set": dict(edits.assign), "remove": sorted(edits.remove)}
 
 
 def describe_auth(auth: AuthSpec) -> JSON:

@@ -18,7 +18,7 @@ from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.headers import LocationRewriter
 from authproxy.proxy.request_body import BodyLimits, ReplayBudget
 from authproxy.proxy.routes import RouteTable
-from authproxy.settings import Route, Settings
+from authproxy.settings import HeaderEdits, Route, Settings
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def route_runtime(
     replay_budget: ReplayBudget,
 ) -> RouteRuntime[Grant]:
     """Everything a request on `route` needs, prepared once per config."""
+    rules = route.headers
     return RouteRuntime(
         route=route,
         session=pool.session(route.name),
@@ -76,7 +77,11 @@ def route_runtime(
         auth=auth,
         drop_request=auth.request_headers if auth else frozenset(),
         # The proxy answers CORS itself (gateway/browser.py): the upstream's never passes.
-        drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
+        drop_response=(auth.response_headers if auth else frozenset())
+        | CORS_RESPONSE_HEADERS
+        | (rules.response.remove if rules else frozenset()),
         bodies=BodyLimits(settings.body_timeout, replay_budget),
         websocket_message=settings.websocket_message,
+        request_edits=rules.request if rules and rules.request != HeaderEdits() else None,
+        response_assign=rules.response.assign if rules else (),
     )
