@@ -278,6 +278,8 @@ class Settings:
     allow_plaintext_store: bool = False
     # Host header values accepted without clients (besides the listen address and loopback names).
     allowed_hosts: tuple[str, ...] = ()
+    # The access line: "events" (like every other log event) or "clf" (combined log format).
+    log_format: str = "events"
     source: str = "<config>"
 
     def route(self, name: str) -> Route:

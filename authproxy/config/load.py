@@ -47,7 +47,10 @@ TOP_KEYS = (
     "allow_plaintext_store",
     "allowed_hosts",
     "upstream",
+    "log_format",
 )
+
+LOG_FORMATS = ("events", "clf")
 
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -89,6 +92,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     open_door = root.child("allow_unauthenticated").boolean(False)
     plaintext = root.child("allow_plaintext_store").boolean(False)
     allowed_hosts = _allowed_hosts(root.child("allowed_hosts"))
+    log_format = _log_format(root.child("log_format"))
     settings = Settings(
         listen=listen,
         routes=routes,
@@ -100,6 +104,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         allow_unauthenticated=open_door,
         allow_plaintext_store=plaintext,
         allowed_hosts=allowed_hosts,
+        log_format=log_format,
         source=source,
     )
     ctx.problems.extend(startup_problems(settings, listen))
@@ -167,6 +172,11 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
     if os.path.isdir(path):
         node.problem("is a directory; name a file such as tokens.json inside it")
     return TokenStoreSettings("file", path, explicit=True, key=key)
+
+
+def _log_format(node: Node) -> str:
+    """`log_format`: `clf` writes access lines in the combined log format (logs/access.py)."""
+    return node.choice(LOG_FORMATS, "events", "log format") or "events"
 
 
 def _allowed_hosts(node: Node) -> tuple[str, ...]:

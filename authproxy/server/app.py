@@ -24,6 +24,7 @@ from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import BrowserGuard
 from authproxy.gateway.metrics import Metrics
+from authproxy.logs.setup import use_access_format
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.request_body import ReplayBudget
 from authproxy.server.dispatch import Dispatcher
@@ -58,6 +59,7 @@ class Proxy:
         """
         self.settings = settings
         self.workers = workers
+        use_access_format(settings.log_format)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
         self._store = store
@@ -187,6 +189,7 @@ class Proxy:
             if changed:
                 log.warning("config change needs a restart to take effect", key=key)
         self._apply_routes(kept, self.managers)
+        use_access_format(kept.log_format)
         if self._listener is not None:  # connections opened from now on
             self._listener.http.header_timeout = kept.header_timeout
             self._listener.http.max_connections = kept.max_connections

@@ -14,7 +14,7 @@ import os
 import time
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 
 from authproxy.errors import UpstreamError
 from authproxy.gateway.browser import answer_headers, is_preflight
@@ -88,8 +88,13 @@ class Dispatcher:
                 request_id=exchange.request_id,
                 route=exchange.route,
                 client=exchange.client,
+                # The peer's address (none on a Unix socket), never a client-sent X-Forwarded-For.
+                remote=request.remote or None,
                 method=request.method,
                 path=request.raw_path,
+                protocol=_PROTOCOLS.get(request.version) or _protocol(request),
+                user_agent=request.headers.get("User-Agent"),
+                referer=request.headers.get("Referer"),
                 status=exchange.status,
                 bytes_in=exchange.bytes_in,
                 bytes_out=exchange.bytes_out,
@@ -180,6 +185,13 @@ def _preflight(routing: Routing, target: str, request: web.BaseRequest) -> web.R
     except (UnsafePath, AmbiguousPath):
         return None  # refused below, after the client key, like any request on this path
     return routing.browsers.preflight(request.headers, None if match is None else match.route.cors)
+
+
+_PROTOCOLS = {HttpVersion11: "HTTP/1.1", HttpVersion10: "HTTP/1.0"}
+
+
+def _protocol(request: web.BaseRequest) -> str:
+    return f"HTTP/{request.version.major}.{request.version.minor}"
 
 
 def _ms(value: float | None) -> float | None:
