@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help=f"processes serving the same port (1-{MAX_WORKERS}, default: 1); they share tokens "
-        "through token_store, so N workers log in once (token_store: memory: once each). "
-        "/-/status and /-/metrics describe the worker that answers",
+        "through token_store, so N workers log in once (token_store: memory: once each), and "
+        "rate limits. /-/status and /-/metrics show the sum of all workers",
     )
     # Set by the supervisor of `--workers N` on each worker it starts (see server/worker.py).
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)

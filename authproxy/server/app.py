@@ -19,7 +19,6 @@ from authproxy.auth.driver import AuthDriver
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
-from authproxy.auth.stats import TokenStatus
 from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import BrowserGuard
@@ -28,6 +27,7 @@ from authproxy.logs.setup import use_access_format
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.request_body import ReplayBudget
 from authproxy.server.dispatch import Dispatcher
+from authproxy.server.fleet import Fleet
 from authproxy.server.listener import Listener, listen
 from authproxy.server.routing import Routing, build_routing, route_runtime
 from authproxy.settings import Route, Settings
@@ -67,7 +67,8 @@ class Proxy:
         # One budget for every buffered replay body of this process (limits.replay_buffer_total).
         self.replay_budget = ReplayBudget(settings.replay_buffer_total)
         self.metrics = Metrics()
-        self.metrics.watch_tokens(self.token_statuses, self.clock.now)
+        # What /-/status and /-/metrics show: every worker's counts, the shared tokens.
+        self.fleet = Fleet(self.metrics, lambda: self.managers, self.clock.now, workers)
         self._pool: UpstreamPool | None = None
         self._stores = Stores(MemoryStore(), None, EPHEMERAL_NAME_KEY, "memory")
         self._shared: SharedTokens | None = None
@@ -75,11 +76,6 @@ class Proxy:
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
         self.dispatcher = Dispatcher(self._routing(settings, {}), self.metrics, self.replay_budget)
-
-    def token_statuses(self) -> dict[str, TokenStatus]:
-        """Each route's token snapshot: what the metrics ever see of auth."""
-        now = self.clock.now()
-        return {name: manager.status(now) for name, manager in self.managers.items()}
 
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
@@ -89,6 +85,7 @@ class Proxy:
             settings.token_store, workers=self.workers, tasks=self.tasks, local=self._store
         )
         self._shared = None if stores.shared is None else SharedTokens(stores.shared)
+        self.fleet.shared = stores.shared
         self._apply_routes(settings, {})
         await stores.migrate()  # tokens stored under an older token_store_key
         try:
@@ -141,7 +138,7 @@ class Proxy:
             runtimes,
             self.managers,
             bound_port=self._bound_port,
-            metrics=self.metrics,
+            fleet=self.fleet,
             now=self.clock.now,
         )
 

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from authproxy.gateway.browser import CORS_RESPONSE_HEADERS, BrowserGuard
 from authproxy.gateway.clients import ClientGate
-from authproxy.gateway.endpoints import Endpoints
-from authproxy.gateway.metrics import Metrics
+from authproxy.gateway.endpoints import Endpoints, Fleet
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.headers import LocationRewriter
 from authproxy.proxy.request_body import BodyLimits, ReplayBudget
@@ -44,7 +43,7 @@ def build_routing(
     managers: Mapping[str, TokenManager],
     *,
     bound_port: int,
-    metrics: Metrics,
+    fleet: Fleet,
     now: Callable[[], float],
 ) -> Routing:
     gate = ClientGate(settings.clients)
@@ -53,7 +52,7 @@ def build_routing(
         runtimes=runtimes,
         gate=gate,
         browsers=BrowserGuard(settings, bound_port),
-        endpoints=Endpoints(settings, managers, gate, metrics, now),
+        endpoints=Endpoints(settings, managers, gate, fleet, now),
     )
 
 

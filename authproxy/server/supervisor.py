@@ -8,10 +8,12 @@ What each worker does on its side of this is in server/worker.py.
   worker reads the config itself, so its secrets are registered for redaction in its own process.
 * The port. Each worker binds its own listening socket with SO_REUSEPORT; the supervisor holds
   the port for them (server/port.py).
-* A socketpair per worker (server/worker_process.py). The worker writes one byte once it
-  listens, and the supervisor logs "authproxy listening" once, when all of them do. The
-  supervisor never writes, so a worker that reads end-of-file knows the supervisor died, and
-  stops instead of serving on as an orphan.
+* A socketpair per worker, a channel of messages (server/channel.py). The worker says `ready`
+  once it listens, and the supervisor logs "authproxy listening" once, when all of them do. A
+  worker that reads end-of-file knows the supervisor died, and stops instead of serving on as
+  an orphan.
+* One set of numbers: a worker scraped for `/-/metrics` or `/-/status` gets every worker's
+  counts, summed by the supervisor (server/tally.py).
 * Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
   `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
   A worker still starting gets it once it listens, because until then SIGHUP would kill it.
@@ -32,8 +34,10 @@ import structlog
 
 from authproxy.errors import WorkersFailed
 from authproxy.http_syntax import host_port
+from authproxy.server.channel import Message
 from authproxy.server.lifecycle import log_listening
 from authproxy.server.port import reserve_port
+from authproxy.server.tally import Tally
 from authproxy.server.worker_process import Worker, describe, start_worker
 from authproxy.settings import Settings
 from authproxy.tasks import spawn
@@ -66,6 +70,10 @@ class Supervisor:
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping: asyncio.Future[None] | None = None
         self._failure: str | None = None
+        self._tally = Tally(lambda: self._workers.values())
+        # What every worker inherits, named in its hello (server/worker.py).
+        self._hello: Message = {"t": "hello", "listen_fd": None, "rates_fd": None}
+        self._inherited: tuple[int, ...] = ()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,6 +121,7 @@ class Supervisor:
         while True:
             code = await worker.process.wait()
             worker.forget()
+            self._tally.retire(worker)
             if self._stopped:
                 return
             deaths = self._deaths[worker.index]
@@ -145,7 +154,13 @@ class Supervisor:
 
     async def _spawn(self, index: int) -> Worker:
         try:
-            worker = await start_worker(index, [*self._command, "--listen", self._listen])
+            worker = await start_worker(
+                index,
+                [*self._command, "--listen", self._listen],
+                self._hello,
+                self._tally.on_message,
+                self._inherited,
+            )
         except OSError as error:
             raise WorkersFailed(f"cannot start worker {index}: {error.strerror}") from None
         self._workers[index] = worker
@@ -208,5 +223,6 @@ class Supervisor:
         for keeper in self._keepers:
             keeper.cancel()
         await asyncio.gather(*self._keepers, return_exceptions=True)
+        await self._tally.close()
         for worker in self._workers.values():
             worker.forget()
