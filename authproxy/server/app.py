@@ -23,6 +23,7 @@ from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import BrowserGuard
 from authproxy.gateway.metrics import Metrics
+from authproxy.gateway.rates import ClientRates, LocalRates
 from authproxy.logs.setup import use_access_format
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.request_body import ReplayBudget
@@ -51,14 +52,17 @@ class Proxy:
         clock: Clock | None = None,
         store: TokenStore | None = None,
         workers: int = 1,
+        rates: ClientRates | None = None,
     ) -> None:
-        """`workers` > 1: this is one of that many processes of `serve --workers`.
+        """`workers` > 1: this is one of that many processes of `serve --workers`, and `rates`
+        its clients' rate limits, in the table the workers share (gateway/rates.py).
 
         `settings` keep the start-up rules on `settings.listen`: the loader checks them on the
         file's address, and the CLI on the address `--listen` puts in its place.
         """
         self.settings = settings
         self.workers = workers
+        self.rates = rates if rates is not None else ClientRates(LocalRates())
         use_access_format(settings.log_format)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
@@ -86,6 +90,12 @@ class Proxy:
         )
         self._shared = None if stores.shared is None else SharedTokens(stores.shared)
         self.fleet.shared = stores.shared
+        if settings.token_store.kind == "redis" and settings.token_store.url is not None:
+            # Redis shares the tokens between replicas: it shares their clients' limits too.
+            # Imported here: redis-py costs ~7 MiB that a proxy without Redis never needs.
+            from authproxy.stores.redis_rates import RedisRates
+
+            self.rates.remote = RedisRates(settings.token_store.url.reveal())
         self._apply_routes(settings, {})
         await stores.migrate()  # tokens stored under an older token_store_key
         try:
@@ -139,6 +149,7 @@ class Proxy:
             self.managers,
             bound_port=self._bound_port,
             fleet=self.fleet,
+            rates=self.rates,
             now=self.clock.now,
         )
 
@@ -209,3 +220,6 @@ class Proxy:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self.rates.remote is not None:
+            await self.rates.remote.close()
+            self.rates.remote = None

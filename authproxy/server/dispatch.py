@@ -129,7 +129,7 @@ class Dispatcher:
             return await routing.endpoints.answer(request, target.partition("?")[0], exchange)
         if is_preflight(request) and (answer := _preflight(routing, target, request)) is not None:
             return answer
-        caller, refusal = _identify(routing.gate, request, exchange)
+        caller, refusal = await _identify(routing.gate, request, exchange)
         if refusal is not None:
             return refusal
         try:
@@ -155,7 +155,7 @@ class Dispatcher:
         return await forward(request, routing.runtimes[route.name], match.upstream_url, exchange)
 
 
-def _identify(
+async def _identify(
     gate: ClientGate, request: web.BaseRequest, exchange: Exchange
 ) -> tuple[Caller | None, web.Response | None]:
     """The calling client on a gateway (None without clients), or the refusal to send."""
@@ -167,7 +167,7 @@ def _identify(
         return None, unauthorized()
     exchange.client = caller.client.name
     exchange.strip = frozenset({caller.carrier.lower()})
-    if wait := gate.retry_after(caller.client):
+    if wait := await gate.retry_after(caller.client):
         return caller, problem_response(
             429,
             "this client's rate limit is used up; retry later",

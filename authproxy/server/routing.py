@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from authproxy.gateway.browser import CORS_RESPONSE_HEADERS, BrowserGuard
 from authproxy.gateway.clients import ClientGate
 from authproxy.gateway.endpoints import Endpoints, Fleet
+from authproxy.gateway.rates import ClientRates
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.headers import LocationRewriter
 from authproxy.proxy.request_body import BodyLimits, ReplayBudget
@@ -44,9 +45,10 @@ def build_routing(
     *,
     bound_port: int,
     fleet: Fleet,
+    rates: ClientRates,
     now: Callable[[], float],
 ) -> Routing:
-    gate = ClientGate(settings.clients)
+    gate = ClientGate(settings.clients, rates)
     return Routing(
         table=RouteTable(settings.routes),
         runtimes=runtimes,

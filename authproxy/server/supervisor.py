@@ -14,6 +14,8 @@ What each worker does on its side of this is in server/worker.py.
   an orphan.
 * One set of numbers: a worker scraped for `/-/metrics` or `/-/status` gets every worker's
   counts, summed by the supervisor (server/tally.py).
+* One rate limit per client: the supervisor makes a table in shared memory, and every worker
+  inherits it (gateway/rates.py).
 * Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
   `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
   A worker still starting gets it once it listens, because until then SIGHUP would kill it.
@@ -24,6 +26,7 @@ What each worker does on its side of this is in server/worker.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections import deque
@@ -33,6 +36,7 @@ from typing import Any
 import structlog
 
 from authproxy.errors import WorkersFailed
+from authproxy.gateway.rates import create_rate_table
 from authproxy.http_syntax import host_port
 from authproxy.server.channel import Message
 from authproxy.server.lifecycle import log_listening
@@ -82,6 +86,10 @@ class Supervisor:
             loop.add_signal_handler(signum, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         reserved = reserve_port(self._settings)
+        # The clients' rate limits, one table for every worker (gateway/rates.py).
+        rates = create_rate_table()
+        self._hello["rates_fd"] = rates
+        self._inherited = (rates,)
         try:
             host, port = reserved[0].getsockname()[:2]
             self._listen = host_port(host, port)
@@ -97,6 +105,7 @@ class Supervisor:
             await self._stop_all()
             for sock in reserved:
                 sock.close()
+            os.close(rates)
         if self._failure is not None:
             raise WorkersFailed(self._failure)
         log.info("stopped")

@@ -18,6 +18,7 @@ import structlog
 
 from authproxy.errors import StartupError
 from authproxy.gateway.metrics import Counts
+from authproxy.gateway.rates import ClientRates, RateTable
 from authproxy.server.app import Proxy
 from authproxy.server.channel import Channel, Message, read_first
 from authproxy.server.fleet import Fleet
@@ -108,7 +109,9 @@ async def serve_worker(
         sock.close()
         raise StartupError("the supervisor sent no hello; a worker is started by --workers")
     stop = asyncio.Event()
-    proxy = Proxy(settings, workers=workers)
+    rates_fd = hello.get("rates_fd")
+    table = RateTable(rates_fd) if isinstance(rates_fd, int) else None
+    proxy = Proxy(settings, workers=workers, rates=None if table is None else ClientRates(table))
     link = SupervisorLink(proxy.fleet, stop)
     link.channel = Channel(sock, link.received, link.closed)
     proxy.fleet.gather = link.gather
@@ -124,3 +127,5 @@ async def serve_worker(
         )
     finally:
         link.close()
+        if table is not None:
+            table.close()
