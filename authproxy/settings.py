@@ -24,11 +24,15 @@ EMPTY: Mapping[str, str] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
+    """`HOST:PORT`, or with `path` a Unix socket (`unix:/run/authproxy/ap.sock`): then `host`
+    is `localhost` and `port` 0, what the rules about names and ports see of it."""
+
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    path: str | None = None
 
     def __str__(self) -> str:
-        return host_port(self.host, self.port)
+        return f"unix:{self.path}" if self.path is not None else host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     # The access line: "events" (like every other log event) or "clf" (combined log format).
     log_format: str = "events"
+    # File mode of a Unix socket listener (`listen: unix:/path`).
+    listen_mode: int = 0o660
     source: str = "<config>"
 
     def route(self, name: str) -> Route:

@@ -96,7 +96,7 @@ def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -
         "--listen",
         metavar="HOST:PORT",
         help=f"address to listen on (default: {listen_default}); "
-        "port 0 picks a free port and logs it",
+        "port 0 picks a free port and logs it; unix:/PATH listens on a Unix socket",
     )
     parser.add_argument(
         "--log-level",

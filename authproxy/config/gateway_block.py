@@ -59,6 +59,8 @@ def is_loopback(host: str) -> bool:
 def public_bind_refused(
     listen: ListenAddress, clients: tuple[ClientSpec, ...], allow_unauthenticated: bool
 ) -> bool:
+    if listen.path is not None:
+        return False  # a Unix socket: its file permissions (listen_mode) are the access control
     return not clients and not allow_unauthenticated and not is_loopback(listen.host)
 
 

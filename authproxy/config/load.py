@@ -31,6 +31,7 @@ from authproxy.config.limits import parse_limits, parse_upstream_block
 from authproxy.config.node import Context, Node
 from authproxy.config.reader import read_yaml
 from authproxy.config.routes_block import parse_routes
+from authproxy.config.serving import parse_listen_mode, parse_log_format, unix_listen
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.secrets import Secret
 from authproxy.settings import ListenAddress, Settings, TokenStoreSettings
@@ -48,9 +49,8 @@ TOP_KEYS = (
     "allowed_hosts",
     "upstream",
     "log_format",
+    "listen_mode",
 )
-
-LOG_FORMATS = ("events", "clf")
 
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -92,7 +92,8 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     open_door = root.child("allow_unauthenticated").boolean(False)
     plaintext = root.child("allow_plaintext_store").boolean(False)
     allowed_hosts = _allowed_hosts(root.child("allowed_hosts"))
-    log_format = _log_format(root.child("log_format"))
+    log_format = parse_log_format(root.child("log_format"))
+    listen_mode = parse_listen_mode(root.child("listen_mode"))
     settings = Settings(
         listen=listen,
         routes=routes,
@@ -105,6 +106,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         allow_plaintext_store=plaintext,
         allowed_hosts=allowed_hosts,
         log_format=log_format,
+        listen_mode=listen_mode,
         source=source,
     )
     ctx.problems.extend(startup_problems(settings, listen))
@@ -114,7 +116,10 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
 
 
 def parse_listen(text: str) -> ListenAddress:
-    """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one."""
+    """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one.
+    `unix:/path` is a Unix socket."""
+    if text.startswith("unix:"):
+        return unix_listen(text.removeprefix("unix:"))
     if text.startswith("["):
         host, bracket, port = text[1:].partition("]:")
         if not bracket:
@@ -172,11 +177,6 @@ def _token_store(node: Node, environ: Mapping[str, str], key: Secret | None) -> 
     if os.path.isdir(path):
         node.problem("is a directory; name a file such as tokens.json inside it")
     return TokenStoreSettings("file", path, explicit=True, key=key)
-
-
-def _log_format(node: Node) -> str:
-    """`log_format`: `clf` writes access lines in the combined log format (logs/access.py)."""
-    return node.choice(LOG_FORMATS, "events", "log format") or "events"
 
 
 def _allowed_hosts(node: Node) -> tuple[str, ...]:

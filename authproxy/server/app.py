@@ -53,9 +53,11 @@ class Proxy:
         store: TokenStore | None = None,
         workers: int = 1,
         rates: ClientRates | None = None,
+        listen_fd: int | None = None,
     ) -> None:
-        """`workers` > 1: this is one of that many processes of `serve --workers`, and `rates`
-        its clients' rate limits, in the table the workers share (gateway/rates.py).
+        """`workers` > 1: this is one of that many processes of `serve --workers`, `rates`
+        its clients' rate limits, in the table the workers share (gateway/rates.py), and
+        `listen_fd` the Unix socket its supervisor listens on, if it does.
 
         `settings` keep the start-up rules on `settings.listen`: the loader checks them on the
         file's address, and the CLI on the address `--listen` puts in its place.
@@ -63,6 +65,7 @@ class Proxy:
         self.settings = settings
         self.workers = workers
         self.rates = rates if rates is not None else ClientRates(LocalRates())
+        self._listen_fd = listen_fd
         use_access_format(settings.log_format)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
@@ -99,7 +102,12 @@ class Proxy:
         self._apply_routes(settings, {})
         await stores.migrate()  # tokens stored under an older token_store_key
         try:
-            listener = await listen(self.dispatcher.handle, settings, reuse_port=self.workers > 1)
+            listener = await listen(
+                self.dispatcher.handle,
+                settings,
+                reuse_port=self.workers > 1,
+                inherited=self._listen_fd,
+            )
         except StartupError:
             await self.stop()
             raise
@@ -211,7 +219,7 @@ class Proxy:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, close all."""
         if self._listener is not None:
-            await self._listener.runner.cleanup()
+            await self._listener.close()
             self._listener = None
         await self._stores.local.close()  # the last rotations reach the token file
         await self.tasks.close()

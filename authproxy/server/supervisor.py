@@ -7,7 +7,8 @@ What each worker does on its side of this is in server/worker.py.
   threads, and every fork would share the random request-id prefix (server/dispatch.py). A fresh
   worker reads the config itself, so its secrets are registered for redaction in its own process.
 * The port. Each worker binds its own listening socket with SO_REUSEPORT; the supervisor holds
-  the port for them (server/port.py).
+  the port for them (server/port.py). A Unix socket is bound by the supervisor, and every worker
+  accepts on the one it inherits.
 * A socketpair per worker, a channel of messages (server/channel.py). The worker says `ready`
   once it listens, and the supervisor logs "authproxy listening" once, when all of them do. A
   worker that reads end-of-file knows the supervisor died, and stops instead of serving on as
@@ -28,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -42,6 +44,7 @@ from authproxy.server.channel import Message
 from authproxy.server.lifecycle import log_listening
 from authproxy.server.port import reserve_port
 from authproxy.server.tally import Tally
+from authproxy.server.unix_socket import bind_unix, remove_unix
 from authproxy.server.worker_process import Worker, describe, start_worker
 from authproxy.settings import Settings
 from authproxy.tasks import spawn
@@ -85,15 +88,12 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
-        reserved = reserve_port(self._settings)
+        reserved, url, unlink = self._bind()
         # The clients' rate limits, one table for every worker (gateway/rates.py).
         rates = create_rate_table()
         self._hello["rates_fd"] = rates
-        self._inherited = (rates,)
+        self._inherited = (*self._inherited, rates)
         try:
-            host, port = reserved[0].getsockname()[:2]
-            self._listen = host_port(host, port)
-            url = f"http://{self._listen}"
             if await self._start_all():
                 log_listening(url, self._settings, workers=self._count)
                 self._keepers = [
@@ -106,9 +106,26 @@ class Supervisor:
             for sock in reserved:
                 sock.close()
             os.close(rates)
+            unlink()
         if self._failure is not None:
             raise WorkersFailed(self._failure)
         log.info("stopped")
+
+    def _bind(self) -> tuple[list[socket.socket], str, Callable[[], None]]:
+        """The sockets held for the workers, the URL to announce, and what removes a socket
+        file on exit. A TCP port is held for workers that bind it themselves (server/port.py);
+        a Unix socket cannot be shared that way, so it is bound here once and every worker
+        serves the one listening socket it inherits."""
+        listen = self._settings.listen
+        if listen.path is None:
+            reserved = reserve_port(self._settings)
+            host, port = reserved[0].getsockname()[:2]
+            self._listen = host_port(host, port)
+            return reserved, f"http://{self._listen}", lambda: None
+        sock, inode = bind_unix(listen.path, self._settings.listen_mode)
+        self._hello["listen_fd"] = sock.fileno()
+        self._inherited = (sock.fileno(),)
+        return [sock], str(listen), lambda: remove_unix(listen.path or "", inode)
 
     async def _start_all(self) -> bool:
         """Start every worker; True once all listen, False when asked to stop first."""

@@ -111,7 +111,13 @@ async def serve_worker(
     stop = asyncio.Event()
     rates_fd = hello.get("rates_fd")
     table = RateTable(rates_fd) if isinstance(rates_fd, int) else None
-    proxy = Proxy(settings, workers=workers, rates=None if table is None else ClientRates(table))
+    listen_fd = hello.get("listen_fd")
+    proxy = Proxy(
+        settings,
+        workers=workers,
+        rates=None if table is None else ClientRates(table),
+        listen_fd=listen_fd if isinstance(listen_fd, int) else None,
+    )
     link = SupervisorLink(proxy.fleet, stop)
     link.channel = Channel(sock, link.received, link.closed)
     proxy.fleet.gather = link.gather
