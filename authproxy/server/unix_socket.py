@@ -15,7 +15,11 @@ import os
 import socket
 import stat
 
+import structlog
+
 from authproxy.errors import StartupError
+
+log = structlog.get_logger("authproxy.server.unix_socket")
 
 BACKLOG = 1024
 
@@ -41,6 +45,14 @@ def bind_unix(path: str, mode: int) -> tuple[socket.socket, int]:
     except OSError as error:
         sock.close()
         raise StartupError(f"cannot listen on unix:{path}: {error.strerror}") from None
+    if mode & 0o002:
+        # Connecting takes write permission: every user of this host can connect.
+        log.warning(
+            "the Unix socket is writable by every user of this host: each of them acts with "
+            "the upstream credentials",
+            listen=f"unix:{path}",
+            mode=f"{mode:04o}",
+        )
     return sock, inode
 
 

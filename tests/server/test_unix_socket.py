@@ -129,6 +129,23 @@ async def test_a_stale_socket_is_replaced_and_a_live_one_or_a_file_refused(
     assert f"cannot listen on unix:{missing}: No such file or directory" in err
 
 
+async def test_a_socket_every_local_user_may_use_is_warned_about(
+    tmp_path: Path, socket_dir: Path
+) -> None:
+    sock = socket_dir / "open.sock"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"listen: unix:{sock}\nlisten_mode: 0666\ntoken_store: memory\n"
+        "routes:\n  a:\n    upstream: http://127.0.0.1:9\n"
+    )
+    proc = await start_proxy("serve", "--config", str(config))
+    try:
+        assert mode_of(sock) == 0o666
+    finally:
+        assert await proc.stop() == 0
+    assert "the Unix socket is writable by every user of this host" in proc.text
+
+
 def test_a_unix_listen_needs_no_clients_and_its_problems_are_named() -> None:
     routes = {"a": {"upstream": "http://127.0.0.1:9"}}
     settings = parse_settings(
