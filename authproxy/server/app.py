@@ -195,11 +195,14 @@ class Proxy:
         drops `clients` on 0.0.0.0) raises ConfigError, and none of it is applied.
         """
         old = self.settings
-        kept = replace(new, listen=old.listen, token_store=old.token_store)
+        kept = replace(
+            new, listen=old.listen, listen_mode=old.listen_mode, token_store=old.token_store
+        )
         if problems := startup_problems(kept, old.listen):
             raise ConfigError(new.source, problems)
         for key, changed in (
             ("listen", new.listen != old.listen),
+            ("listen_mode", new.listen_mode != old.listen_mode),
             ("token_store", new.token_store != old.token_store),
         ):
             if changed:
