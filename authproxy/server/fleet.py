@@ -13,6 +13,7 @@ this process's copy rather than failing, and says which it is (`source`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -62,11 +63,12 @@ class Fleet:
         now = self._now()
         managers = dict(self._managers())
         counts = await self._counts()
+        # At once: a store that does not answer costs one timeout, not one per route.
+        stored = await asyncio.gather(*(self._stored(manager) for manager in managers.values()))
         tokens: dict[str, TokenStatus] = {}
         from_store: set[str] = set()
-        for name, manager in managers.items():
+        for (name, manager), grant in zip(managers.items(), stored, strict=True):
             status = with_counts(manager.status(now), counts, name)
-            grant = await self._stored(manager)
             if grant is not None:
                 status = with_grant(status, grant, manager.spec.renew_at, now)
                 from_store.add(name)
