@@ -25,11 +25,15 @@ EMPTY_PROXIES: Mapping[str, OutboundProxy | None] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
+    """`HOST:PORT`, or with `path` a Unix socket (`unix:/run/authproxy/ap.sock`): then `host`
+    is `localhost` and `port` 0, what the rules about names and ports see of it."""
+
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    path: str | None = None
 
     def __str__(self) -> str:
-        return host_port(self.host, self.port)
+        return f"unix:{self.path}" if self.path is not None else host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,24 @@ class OutboundProxy:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderEdits:
+    """What a route does to the headers of one direction: `assign` sets each (name, value),
+    replacing what was there; `remove` (lower-case names) drops every occurrence."""
+
+    assign: tuple[tuple[str, str], ...] = ()
+    remove: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    """A route's `headers`: edits to the request sent upstream and to the answer sent back.
+    The auth engine's own headers are set after `request`, so they win over it."""
+
+    request: HeaderEdits = field(default_factory=HeaderEdits)
+    response: HeaderEdits = field(default_factory=HeaderEdits)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """`/<prefix>/<rest>` is forwarded to `<upstream>/<rest>`; the upstream's base path is kept."""
 
@@ -221,6 +243,7 @@ class Route:
     # The same decision for each other origin the route logs in at (an identity provider's
     # token URL), by that origin's string form.
     login_proxies: Mapping[str, OutboundProxy | None] = field(default_factory=lambda: EMPTY_PROXIES)
+    headers: HeaderRules | None = None
 
 
 TokenStoreKind = Literal["memory", "file", "redis"]
@@ -231,7 +254,8 @@ class TokenStoreSettings:
     """Where tokens rest: `memory`, a `file` at `path`, or a shared `redis` server at `url`.
 
     `explicit` is False when the default file was chosen for the user. `key` (a Fernet key)
-    encrypts tokens at rest in the file and in Redis.
+    encrypts tokens at rest in the file and in Redis; `previous_keys` (a rotation,
+    `token_store_key: [new, old, ...]`) still read what older keys wrote.
     """
 
     kind: TokenStoreKind
@@ -239,6 +263,12 @@ class TokenStoreSettings:
     explicit: bool = False
     url: Secret | None = None  # may carry a password: masked like every other secret
     key: Secret | None = None
+    previous_keys: tuple[Secret, ...] = ()
+
+    @property
+    def keys(self) -> tuple[Secret, ...]:
+        """Every key, the one that writes first; () without encryption."""
+        return () if self.key is None else (self.key, *self.previous_keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +316,10 @@ class Settings:
     allow_plaintext_store: bool = False
     # Host header values accepted without clients (besides the listen address and loopback names).
     allowed_hosts: tuple[str, ...] = ()
+    # The access line: "events" (like every other log event) or "clf" (combined log format).
+    log_format: str = "events"
+    # File mode of a Unix socket listener (`listen: unix:/path`).
+    listen_mode: int = 0o660
     source: str = "<config>"
 
     def route(self, name: str) -> Route:

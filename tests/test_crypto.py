@@ -65,3 +65,17 @@ def test_key_stays_out_of_repr_and_is_redacted() -> None:
 def test_generated_keys_differ() -> None:
     assert generate_key() != generate_key()
     assert len(generate_key()) == 44
+
+
+def test_a_key_list_writes_under_the_first_and_reads_under_any() -> None:
+    new, old = generate_key(), generate_key()
+    rotating = TokenCipher.from_keys([new, old])
+    sealed_before = seal(DOCUMENT, TokenCipher.from_key(old))
+    assert unseal(sealed_before, rotating) == DOCUMENT
+    sealed_now = seal(DOCUMENT, rotating)
+    assert unseal(sealed_now, TokenCipher.from_key(new)) == DOCUMENT
+    assert unseal(sealed_now, TokenCipher.from_key(old)) is None
+    assert unseal(seal(DOCUMENT, TokenCipher.from_key(generate_key())), rotating) is None
+    assert repr(rotating) == "TokenCipher(<key redacted>)"
+    assert new in REGISTRY
+    assert old in REGISTRY

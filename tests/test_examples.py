@@ -37,6 +37,25 @@ def test_the_gateway_config_is_valid_and_shares_tokens_through_redis() -> None:
     assert settings.listen.host == "0.0.0.0"
 
 
+def test_the_rotation_step_the_compose_file_describes_is_a_valid_config(tmp_path: Path) -> None:
+    text = (EXAMPLES / "compose" / "gateway.yaml").read_text()
+    rotating = text.replace(
+        'token_store_key: ["${AUTHPROXY_TOKEN_KEY}"]',
+        'token_store_key: ["${AUTHPROXY_TOKEN_KEY}", "${AUTHPROXY_OLD_TOKEN_KEY}"]',
+    )
+    assert rotating != text
+    assert (
+        'token_store_key: ["${AUTHPROXY_TOKEN_KEY}", "${AUTHPROXY_OLD_TOKEN_KEY}"]'
+        in (EXAMPLES / "compose" / "compose.yaml").read_text()
+    )
+    (tmp_path / "rotating.yaml").write_text(rotating)
+    old = "Xr8s5mJ9mW1jB3j1eV0o6bJt2Wq3b8rTqKcQ3b7nE0E="
+    settings = load_settings(
+        tmp_path / "rotating.yaml", environ={**ENV, "AUTHPROXY_OLD_TOKEN_KEY": old}
+    )
+    assert [key.reveal() for key in settings.token_store.keys] == [ENV["AUTHPROXY_TOKEN_KEY"], old]
+
+
 def test_the_kubernetes_sidecar_config_and_arguments_are_valid(tmp_path: Path) -> None:
     documents = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "sidecar.yaml").read_text()))
     kinds = {document["kind"]: document for document in documents}

@@ -33,6 +33,12 @@ from authproxy.settings import Settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+ROTATION_HINT = (
+    "To rotate a key without a new login: list the new key first and keep the old one, "
+    "token_store_key: [NEW, OLD], and restart every process; once all run with both, "
+    "drop OLD and restart again."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -52,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help=f"processes serving the same port (1-{MAX_WORKERS}, default: 1); they share tokens "
-        "through token_store, so N workers log in once (token_store: memory: once each). "
-        "/-/status and /-/metrics describe the worker that answers",
+        "through token_store, so N workers log in once (token_store: memory: once each), and "
+        "rate limits. /-/status and /-/metrics show the sum of all workers",
     )
     # Set by the supervisor of `--workers N` on each worker it starts (see server/worker.py).
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
@@ -75,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "keygen",
         help="print a new key for token_store_key (encrypts stored tokens)",
         description="Print a new random Fernet key. Keep it like a password; give it to the "
-        "proxy as token_store_key: ${AUTHPROXY_TOKEN_KEY} (or ${file:...}).",
+        "proxy as token_store_key: ${AUTHPROXY_TOKEN_KEY} (or ${file:...}). " + ROTATION_HINT,
     )
 
     demo = commands.add_parser(
@@ -90,7 +96,7 @@ def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -
         "--listen",
         metavar="HOST:PORT",
         help=f"address to listen on (default: {listen_default}); "
-        "port 0 picks a free port and logs it",
+        "port 0 picks a free port and logs it; unix:/PATH listens on a Unix socket",
     )
     parser.add_argument(
         "--log-level",
@@ -133,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args.config, as_json=args.json)
         if args.command == "keygen":
             print(generate_key())
+            # On stderr: `KEY=$(authproxy keygen)` captures the key alone.
+            print(ROTATION_HINT, file=sys.stderr)
             return EXIT_OK
         as_json = {"auto": None, "json": True, "console": False}[args.log_format]
         configure_logging(level=args.log_level, json=as_json)

@@ -15,6 +15,7 @@ from authproxy.settings import (
     AuthSpec,
     Capture,
     ExpirySpec,
+    HeaderEdits,
     OutboundProxy,
     RefreshSpec,
     RequestSpec,
@@ -65,6 +66,9 @@ def describe_route(route: Route) -> JSON:
             "headers": list(route.cors.headers),
             "max_age": route.cors.max_age,
         },
+        "headers": None
+        if route.headers is None
+        else {"request": _edits(route.headers.request), "response": _edits(route.headers.response)},
         "proxy": None if route.proxy is None else _proxy(route.proxy),
     }
 
@@ -77,6 +81,11 @@ def _proxy(proxy: OutboundProxy) -> JSON:
         "from": proxy.source,
         "credentials": {name: _secret(value) for name, value in credentials.items() if value},
     }
+
+
+def _edits(edits: HeaderEdits) -> JSON:
+    # Values a `${...}` brought in are masked with every other string (describe_settings).
+    return {"set": dict(edits.assign), "remove": sorted(edits.remove)}
 
 
 def describe_auth(auth: AuthSpec) -> JSON:

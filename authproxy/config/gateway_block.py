@@ -59,6 +59,8 @@ def is_loopback(host: str) -> bool:
 def public_bind_refused(
     listen: ListenAddress, clients: tuple[ClientSpec, ...], allow_unauthenticated: bool
 ) -> bool:
+    if listen.path is not None:
+        return False  # a Unix socket: its file permissions (listen_mode) are the access control
     return not clients and not allow_unauthenticated and not is_loopback(listen.host)
 
 
@@ -149,10 +151,28 @@ def _rate_limit(node: Node) -> RateLimit | None:
     return RateLimit(rate, burst)
 
 
-def parse_store_key(node: Node) -> Secret | None:
-    """`token_store_key`: a Fernet key (authproxy keygen) that encrypts tokens at rest."""
+def parse_store_keys(node: Node) -> tuple[Secret, ...]:
+    """`token_store_key`: a Fernet key (authproxy keygen) that encrypts tokens at rest, or a
+    list of them for a rotation, `[new, old, ...]`: written under the first, read under any."""
     if node.missing:
-        return None
+        return ()
+    if not isinstance(node.value, list):
+        key = _store_key(node)
+        return () if key is None else (key,)
+    items = node.items() or []
+    if not items:
+        node.problem("empty; give one key, or a list with the new key first")
+    keys: list[Secret] = []
+    for item in items:
+        key = _store_key(item)
+        if key is not None and key in keys:
+            item.problem("listed twice; each key once, the new one first")
+        elif key is not None:
+            keys.append(key)
+    return tuple(keys) if len(keys) == len(items) else ()
+
+
+def _store_key(node: Node) -> Secret | None:
     text = node.text()
     if text is None:
         return None

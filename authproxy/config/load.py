@@ -17,11 +17,12 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from authproxy.config.gateway_block import (
     parse_clients,
-    parse_store_key,
+    parse_store_keys,
     redis_store,
     startup_problems,
 )
@@ -31,6 +32,7 @@ from authproxy.config.node import Context, Node
 from authproxy.config.outbound import apply_proxies
 from authproxy.config.reader import read_yaml
 from authproxy.config.routes_block import parse_routes
+from authproxy.config.serving import parse_listen_mode, parse_log_format, unix_listen
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.secrets import Secret
 from authproxy.settings import ListenAddress, Settings, TokenStoreSettings
@@ -47,6 +49,8 @@ TOP_KEYS = (
     "allow_plaintext_store",
     "allowed_hosts",
     "upstream",
+    "log_format",
+    "listen_mode",
 )
 
 # RFC 1123 host names; a name of digits and dots only must also parse as IPv4 (see parse_listen).
@@ -78,8 +82,9 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     root = Node(data, "", ctx)
     root.keys(TOP_KEYS)
     listen = _listen(root.child("listen"))
-    store_key = parse_store_key(root.child("token_store_key"))
-    token_store = _token_store(root.child("token_store"), environ, store_key)
+    keys = parse_store_keys(root.child("token_store_key"))
+    token_store = _token_store(root.child("token_store"), environ, keys[0] if keys else None)
+    token_store = replace(token_store, previous_keys=keys[1:])
     grace = root.child("shutdown_grace").number(10.0)
     limits = parse_limits(root.child("limits"))
     busy_poll_us = parse_upstream_block(root.child("upstream"))
@@ -88,6 +93,8 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     open_door = root.child("allow_unauthenticated").boolean(False)
     plaintext = root.child("allow_plaintext_store").boolean(False)
     allowed_hosts = _allowed_hosts(root.child("allowed_hosts"))
+    log_format = parse_log_format(root.child("log_format"))
+    listen_mode = parse_listen_mode(root.child("listen_mode"))
     settings = Settings(
         listen=listen,
         routes=routes,
@@ -99,6 +106,8 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         allow_unauthenticated=open_door,
         allow_plaintext_store=plaintext,
         allowed_hosts=allowed_hosts,
+        log_format=log_format,
+        listen_mode=listen_mode,
         source=source,
     )
     ctx.problems.extend(startup_problems(settings, listen))
@@ -108,7 +117,10 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
 
 
 def parse_listen(text: str) -> ListenAddress:
-    """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one."""
+    """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one.
+    `unix:/path` is a Unix socket."""
+    if text.startswith("unix:"):
+        return unix_listen(text.removeprefix("unix:"))
     if text.startswith("["):
         host, bracket, port = text[1:].partition("]:")
         if not bracket:

@@ -1,8 +1,9 @@
 """The `routes:` block -> `Route`s: each route's keys, upstream URL, prefix, timeouts, TLS and CORS.
 
-A route's `auth:` block is read by `config/auth_block.py`, its `proxy` by `config/outbound.py`. An
-upstream URL may carry a secret in its path (a bot token), so what `${...}` put there is registered
-for masking, except what lies in its origin (see `register_beyond_origin`).
+A route's `auth:` block is read by `config/auth_block.py`, its `headers:` by
+`config/headers_block.py`, its `proxy` by `config/outbound.py`. An upstream URL may carry a secret
+in its path (a bot token), so what `${...}` put there is registered for masking, except what lies
+in its origin (see `register_beyond_origin`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ import re
 from yarl import URL
 
 from authproxy.config.auth_block import parse_auth
+from authproxy.config.headers_block import parse_header_rules
 from authproxy.config.interpolate import expand_home, register_beyond_origin
 from authproxy.config.node import Node
 from authproxy.http_syntax import is_token
 from authproxy.settings import CorsSettings, Route, Timeouts, TlsSettings
 
-ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors", "proxy")
+ROUTE_KEYS = (
+    "upstream",
+    "prefix",
+    "timeout",
+    "tls",
+    "forwarded_headers",
+    "auth",
+    "cors",
+    "headers",
+    "proxy",
+)
 CORS_KEYS = ("origins", "methods", "headers", "max_age")
 
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -63,9 +75,10 @@ def _route(name: str, node: Node) -> Route | None:
     auth = None if auth_node.missing else parse_auth(auth_node)
     cors_node = node.child("cors")
     cors = None if cors_node.missing else _cors(cors_node)
+    headers = parse_header_rules(node.child("headers"))
     if upstream is None:
         return None
-    return Route(name, upstream, prefix, timeout, tls, forwarded, auth, cors)
+    return Route(name, upstream, prefix, timeout, tls, forwarded, auth, cors, headers=headers)
 
 
 def _upstream(node: Node) -> URL | None:

@@ -80,9 +80,12 @@ class HostNames:
     harmless. An `allowed_hosts` entry with a port matches exactly that `host:port`.
     """
 
-    __slots__ = ("_exact", "_names", "default")
+    __slots__ = ("_any", "_exact", "_names", "default")
 
     def __init__(self, settings: Settings, bound_port: int) -> None:
+        # On a Unix socket any Host is served: no browser connects to one, so no page can
+        # rebind a name to it, and its clients send what they like (`localhost`, the path).
+        self._any = settings.listen.path is not None
         listen = ListenAddress(settings.listen.host.lower(), bound_port)
         listen_name = str(listen).rpartition(":")[0]
         names = set(LOOPBACK_NAMES)
@@ -98,8 +101,12 @@ class HostNames:
         # What the proxy calls itself when a request's Host may not be reflected (in rewritten
         # Location and X-Forwarded-Host): the operator's first name for it, else where it listens.
         self.default = settings.allowed_hosts[0] if settings.allowed_hosts else str(listen)
+        if self._any and not settings.allowed_hosts:
+            self.default = "localhost"
 
     def allow(self, host: str) -> bool:
+        if self._any:
+            return True
         host = host.lower()
         if host in self._exact or host in self._names:
             return True

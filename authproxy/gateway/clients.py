@@ -1,4 +1,5 @@
-"""Who is calling: client keys checked in constant time, route permissions, per-client rate limits.
+"""Who is calling: client keys checked in constant time, route permissions, per-client rate limits
+(counted in gateway/rates.py, shared by workers and replicas).
 
 A key arrives as `X-Authproxy-Key` (which wins when both are sent) or `Authorization: Bearer`.
 Only SHA-256 digests are held, and every configured digest is compared on every check, so the
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from authproxy.settings import ClientSpec, RateLimit
+from authproxy.gateway.rates import ClientRates, LocalRates
+from authproxy.settings import ClientSpec
 
 KEY_HEADER = "X-Authproxy-Key"
 
@@ -26,36 +27,12 @@ class Caller:
     carrier: str
 
 
-class TokenBucket:
-    """`rate` tokens per second up to `burst`; `take` answers 0 or the seconds until one is due."""
-
-    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
-
-    def __init__(self, limit: RateLimit, now: float) -> None:
-        self._rate = limit.rate
-        self._burst = float(limit.burst)
-        self._tokens = float(limit.burst)
-        self._stamp = now
-
-    def take(self, now: float) -> float:
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self._rate
-
-
 class ClientGate:
-    def __init__(
-        self, clients: tuple[ClientSpec, ...], clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    """The clients of one config; `rates` outlive it (a reload keeps what each client used)."""
+
+    def __init__(self, clients: tuple[ClientSpec, ...], rates: ClientRates | None = None) -> None:
         self._clients = clients
-        self._clock = clock
-        now = clock()
-        self._buckets = {
-            c.name: TokenBucket(c.rate_limit, now) for c in clients if c.rate_limit is not None
-        }
+        self._rates = rates if rates is not None else ClientRates(LocalRates())
 
     @property
     def enabled(self) -> bool:
@@ -82,7 +59,8 @@ class ClientGate:
     def allows(client: ClientSpec, route: str) -> bool:
         return client.routes is None or route in client.routes
 
-    def retry_after(self, client: ClientSpec) -> float:
+    async def retry_after(self, client: ClientSpec) -> float:
         """0 when the client may proceed now, else seconds until its rate limit lets it."""
-        bucket = self._buckets.get(client.name)
-        return 0.0 if bucket is None else bucket.take(self._clock())
+        if client.rate_limit is None:
+            return 0.0
+        return await self._rates.retry_after(client.name, client.rate_limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from aiohttp import web
 from authproxy.auth.stats import TokenStatus
 from authproxy.gateway.clients import ClientGate
 from authproxy.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from authproxy.gateway.metrics import Metrics
+from authproxy.gateway.metrics import Counts, render
 from authproxy.gateway.status import readiness_failures, status_document
 from authproxy.gateway.status_page import render_status_html
 from authproxy.problems import problem_response
@@ -30,6 +31,22 @@ class TokenSource(Protocol):
     """A route's token as the gateway sees it: a snapshot, taken when it is shown."""
 
     def status(self, now: float) -> TokenStatus: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """What the pages show beyond the answering process: `counts` of every worker, summed;
+    each route's token as shared (`from_store`: the routes whose token was read from the
+    shared store rather than this process's copy), and how many `workers` serve the port."""
+
+    counts: Counts
+    tokens: Mapping[str, TokenStatus]
+    from_store: frozenset[str]
+    workers: int
+
+
+class Fleet(Protocol):
+    async def view(self) -> FleetView: ...
 
 
 class Visit(Protocol):
@@ -61,13 +78,13 @@ class Endpoints:
         settings: Settings,
         tokens: Mapping[str, TokenSource],
         gate: ClientGate,
-        metrics: Metrics,
+        fleet: Fleet,
         now: Callable[[], float],
     ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._gate = gate
-        self._metrics = metrics
+        self._fleet = fleet
         self._now = now
         self._open: dict[str, Handler] = {"/-/health": self._health, "/-/ready": self._ready}
         self._guarded: dict[str, Handler] = {
@@ -99,9 +116,9 @@ class Endpoints:
         return {name: source.status(now) for name, source in self._tokens.items()}
 
     async def _metrics_page(self, _request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(
-            body=self._metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
-        )
+        view = await self._fleet.view()
+        body = render(view.counts, view.tokens, self._now(), workers=view.workers)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _health(self, _request: web.BaseRequest) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -113,7 +130,9 @@ class Endpoints:
         return web.json_response({"status": "ready"})
 
     async def _status(self, request: web.BaseRequest) -> web.StreamResponse:
-        document = status_document(self._settings, self._statuses(), self._now())
+        view = await self._fleet.view()
+        document = status_document(self._settings, view.tokens, self._now(), view.from_store)
+        document["workers"] = view.workers
         # For watching a long-running process: tasks that pile up are a leak (see bench/soak.py).
         document["process"] = {"pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
         if "text/html" in request.headers.get("Accept", ""):

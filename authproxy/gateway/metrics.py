@@ -1,7 +1,17 @@
-"""Prometheus metrics for `/-/metrics`, on a registry of the proxy's own (not the global one).
+"""Prometheus metrics for `/-/metrics`: counted in plain numbers, summed over workers, rendered.
 
-Request counters are plain numbers on the hot path, turned into metric families at scrape time;
-token metrics are read from the token managers at scrape time, so nothing is kept twice.
+Counting is on the hot path, so it is plain numbers updated by the one event-loop thread
+(prometheus_client's own Counter, Histogram and Gauge take a lock and walk the buckets in Python
+for every observation, four times per request). At scrape time they become `Counts`, a plain
+JSON document that the supervisor of `serve --workers N` sums over every worker
+(server/supervisor.py), and that is rendered with the token metrics of the shared token.
+
+Why the supervisor sums, and not prometheus_client's multiprocess mode: that mode counts through
+its own metric objects, backed by memory-mapped files, with a lock and a write per observation,
+several times the hot path's cost here; it does not take custom collectors, while the token
+metrics are read from the token store at scrape time, not counted; and its directory must be
+emptied between runs. The supervisor already has a channel to every worker, and keeps the
+counts of workers that exited, so a counter never goes backwards while it runs.
 """
 
 from __future__ import annotations
@@ -9,8 +19,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import cast
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypedDict, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -30,40 +40,28 @@ UPSTREAM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 # The `le` labels exactly as prometheus_client's own Histogram writes them.
 _le = cast(Callable[[float], str], floatToGoString)
 _BUCKET_NAMES = [*(_le(bound) for bound in UPSTREAM_BUCKETS), "+Inf"]
+# Joins the labels of one series into a JSON key. Route and client names cannot hold it.
+SEP = "|"
 
 
-class TokenCollector(Collector):
-    """Logins, refreshes and seconds left, from each route's token snapshot at scrape time."""
+class Counts(TypedDict):
+    """What one process counted, or the sum over processes; plain JSON for the channel.
 
-    def __init__(
-        self, tokens: Callable[[], Mapping[str, TokenStatus]], now: Callable[[], float]
-    ) -> None:
-        self._tokens = tokens
-        self._now = now
+    requests: "route|client|status" -> [count, created]
+    upstream: route -> [per-bucket counts (+Inf last, not cumulative)..., sum, created]
+    logins, refreshes: "route|outcome" -> count; failures: route -> count
+    """
 
-    def collect(self) -> Iterator[Metric]:
-        logins = CounterMetricFamily(
-            "authproxy_logins", "Logins to upstreams, by outcome", labels=["route", "outcome"]
-        )
-        refreshes = CounterMetricFamily(
-            "authproxy_refreshes", "Token refreshes, by outcome", labels=["route", "outcome"]
-        )
-        expiry = GaugeMetricFamily(
-            "authproxy_token_expiry_seconds",
-            "Seconds until the current token expires (absent when unknown or none)",
-            labels=["route"],
-        )
-        now = self._now()
-        for route, token in self._tokens().items():
-            for outcome, count in token.login_outcomes.items():
-                logins.add_metric([route, outcome], count)
-            for outcome, count in token.refresh_outcomes.items():
-                refreshes.add_metric([route, outcome], count)
-            if token.expires_at is not None:
-                expiry.add_metric([route], token.expires_at - now)
-        yield logins
-        yield refreshes
-        yield expiry
+    requests: dict[str, list[float]]
+    upstream: dict[str, list[float]]
+    in_flight: int
+    logins: dict[str, float]
+    refreshes: dict[str, float]
+    failures: dict[str, float]
+
+
+def no_counts() -> Counts:
+    return Counts(requests={}, upstream={}, in_flight=0, logins={}, refreshes={}, failures={})
 
 
 class Level:
@@ -90,77 +88,155 @@ class _Histogram:
         self.created = time.time()
 
 
-class RequestCollector(Collector):
-    """Request counts, upstream latencies and requests in flight.
-
-    prometheus_client's own Counter, Histogram and Gauge take a lock and walk the buckets in
-    Python for every observation, four times per request. These are plain numbers updated
-    by the one event-loop thread, turned into the same metric families only when scraped.
-    """
+class Metrics:
+    """This process's counters: `request_done` on the hot path, `counts` at scrape time."""
 
     def __init__(self) -> None:
         self.in_flight = Level()
-        self.requests: dict[tuple[str, str, int], list[float]] = {}  # [count, created]
-        self.upstream: dict[str, _Histogram] = {}
-
-    def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "authproxy_requests",
-            "Requests answered, by route, client and status",
-            labels=["route", "client", "status"],
-        )
-        for (route, client, status), (count, created) in list(self.requests.items()):
-            requests.add_metric([route, client, str(status)], count, created=created)
-        yield requests
-        upstream = HistogramMetricFamily(
-            "authproxy_upstream_seconds",
-            "Time to the upstream's answer headers, by route",
-            labels=["route"],
-        )
-        for route, histogram in list(self.upstream.items()):
-            cumulative = list(itertools.accumulate(histogram.buckets))
-            upstream.add_metric(
-                [route], [*zip(_BUCKET_NAMES, cumulative, strict=True)], histogram.total
-            )
-            upstream.samples.append(
-                Sample("authproxy_upstream_seconds_created", {"route": route}, histogram.created)
-            )
-        yield upstream
-        in_flight = GaugeMetricFamily("authproxy_in_flight_requests", "Requests being handled now")
-        in_flight.add_metric([], self.in_flight.value)
-        yield in_flight
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self._collector = RequestCollector()
-        self.registry.register(self._collector)
-        self.in_flight = self._collector.in_flight
-
-    def watch_tokens(
-        self, tokens: Callable[[], Mapping[str, TokenStatus]], now: Callable[[], float]
-    ) -> None:
-        self.registry.register(TokenCollector(tokens, now))
+        self._requests: dict[tuple[str, str, int], list[float]] = {}  # [count, created]
+        self._upstream: dict[str, _Histogram] = {}
 
     def request_done(
         self, route: str | None, client: str | None, status: int, upstream_ms: float | None
     ) -> None:
-        collector = self._collector
         key = (route or "", client or "", status)
-        counted = collector.requests.get(key)
+        counted = self._requests.get(key)
         if counted is None:
-            collector.requests[key] = [1.0, time.time()]
+            self._requests[key] = [1.0, time.time()]
         else:
             counted[0] += 1
         if route is not None and upstream_ms is not None:
-            histogram = collector.upstream.get(route)
+            histogram = self._upstream.get(route)
             if histogram is None:
-                histogram = collector.upstream[route] = _Histogram()
+                histogram = self._upstream[route] = _Histogram()
             seconds = upstream_ms / 1000
             # Prometheus buckets are "less than or equal": bisect_left finds the first bound >= x.
             histogram.buckets[bisect.bisect_left(UPSTREAM_BUCKETS, seconds)] += 1
             histogram.total += seconds
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def counts(self, tokens: Mapping[str, TokenStatus]) -> Counts:
+        """Everything counted so far, with the logins of `tokens` (this process's managers)."""
+        counts = no_counts()
+        counts["in_flight"] = self.in_flight.value
+        for (route, client, status), (count, created) in list(self._requests.items()):
+            counts["requests"][SEP.join((route, client, str(status)))] = [count, created]
+        for route, histogram in list(self._upstream.items()):
+            counts["upstream"][route] = [*histogram.buckets, histogram.total, histogram.created]
+        for route, token in tokens.items():
+            for outcome, count in token.login_outcomes.items():
+                counts["logins"][f"{route}{SEP}{outcome}"] = count
+            for outcome, count in token.refresh_outcomes.items():
+                counts["refreshes"][f"{route}{SEP}{outcome}"] = count
+            counts["failures"][route] = token.failures
+        return counts
+
+
+def merge(parts: Iterable[Counts]) -> Counts:
+    """The sum of several processes' counts; a series' `created` is its earliest."""
+    total = no_counts()
+    for part in parts:
+        for key, (count, created) in part["requests"].items():
+            mine = total["requests"].setdefault(key, [0.0, created])
+            mine[0] += count
+            mine[1] = min(mine[1], created)
+        for route, values in part["upstream"].items():
+            mine = total["upstream"].setdefault(route, [0.0] * (len(values) - 1) + [values[-1]])
+            for index in range(len(values) - 1):  # the buckets and the sum; `created` is last
+                mine[index] += values[index]
+            mine[-1] = min(mine[-1], values[-1])
+        total["in_flight"] += part["in_flight"]
+        _add(total["logins"], part["logins"])
+        _add(total["refreshes"], part["refreshes"])
+        _add(total["failures"], part["failures"])
+    return total
+
+
+def _add(sums: dict[str, float], more: Mapping[str, float]) -> None:
+    for key, count in more.items():
+        sums[key] = sums.get(key, 0) + count
+
+
+def retired(counts: Counts) -> Counts:
+    """The counts of a process that exited: kept as they are, but nothing is in flight there."""
+    kept = counts.copy()
+    kept["in_flight"] = 0
+    return kept
+
+
+def render(
+    counts: Counts, tokens: Mapping[str, TokenStatus], now: float, *, workers: int = 1
+) -> bytes:
+    """The Prometheus text of `counts`, and of the token metrics in `tokens` (seconds left)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(counts, tokens, now, workers))
+    return generate_latest(registry)
+
+
+class _Families(Collector):
+    def __init__(
+        self, counts: Counts, tokens: Mapping[str, TokenStatus], now: float, workers: int
+    ) -> None:
+        self._counts = counts
+        self._tokens = tokens
+        self._now = now
+        self._workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts
+        requests = CounterMetricFamily(
+            "authproxy_requests",
+            "Requests answered, by route, client and status",
+            labels=["route", "client", "status"],
+        )
+        for key, (count, created) in sorted(counts["requests"].items()):
+            requests.add_metric(key.split(SEP), count, created=created)
+        yield requests
+        yield _upstream(counts["upstream"])
+        in_flight = GaugeMetricFamily("authproxy_in_flight_requests", "Requests being handled now")
+        in_flight.add_metric([], counts["in_flight"])
+        yield in_flight
+        workers = GaugeMetricFamily("authproxy_workers", "Processes serving this port")
+        workers.add_metric([], self._workers)
+        yield workers
+        yield from self._token_families()
+
+    def _token_families(self) -> Iterator[Metric]:
+        logins = CounterMetricFamily(
+            "authproxy_logins", "Logins to upstreams, by outcome", labels=["route", "outcome"]
+        )
+        refreshes = CounterMetricFamily(
+            "authproxy_refreshes", "Token refreshes, by outcome", labels=["route", "outcome"]
+        )
+        for family, series in (
+            (logins, self._counts["logins"]),
+            (refreshes, self._counts["refreshes"]),
+        ):
+            for key, count in sorted(series.items()):
+                family.add_metric(key.split(SEP), count)
+        yield logins
+        yield refreshes
+        expiry = GaugeMetricFamily(
+            "authproxy_token_expiry_seconds",
+            "Seconds until the current token expires (absent when unknown or none)",
+            labels=["route"],
+        )
+        for route, token in self._tokens.items():
+            if token.expires_at is not None:
+                expiry.add_metric([route], token.expires_at - self._now)
+        yield expiry
+
+
+def _upstream(series: Mapping[str, list[float]]) -> Metric:
+    upstream = HistogramMetricFamily(
+        "authproxy_upstream_seconds",
+        "Time to the upstream's answer headers, by route",
+        labels=["route"],
+    )
+    for route, values in sorted(series.items()):
+        *buckets, total, created = values
+        cumulative = list(itertools.accumulate(buckets))
+        upstream.add_metric([route], [*zip(_BUCKET_NAMES, cumulative, strict=True)], total)
+        upstream.samples.append(
+            Sample("authproxy_upstream_seconds_created", {"route": route}, created)
+        )
+    return upstream

@@ -58,12 +58,20 @@ def token_status(token: TokenStatus, now: float) -> dict[str, object]:
 
 
 def status_document(
-    settings: Settings, tokens: Mapping[str, TokenStatus], now: float
+    settings: Settings,
+    tokens: Mapping[str, TokenStatus],
+    now: float,
+    from_store: frozenset[str] = frozenset(),
 ) -> dict[str, object]:
-    """`/-/status`: every route, and the token of each route with auth (`tokens` by route)."""
+    """`/-/status`: every route, and the token of each route with auth (`tokens` by route);
+    `from_store`: routes whose token is the shared store's, not the answering process's."""
     routes: dict[str, object] = {}
     for route in settings.routes:
         token = tokens.get(route.name)
+        described = NO_AUTH_TOKEN
+        if token is not None:
+            described = token_status(token, now)
+            described["source"] = "store" if route.name in from_store else "process"
         routes[route.name] = {
             "prefix": route.prefix,
             "upstream": str(route.upstream),
@@ -72,7 +80,7 @@ def status_document(
             "preset": route.auth.preset if route.auth else None,
             "auth": token is not None,
             # Same shape for every route, so a client can read token.state without a special case.
-            "token": token_status(token, now) if token else NO_AUTH_TOKEN,
+            "token": described,
         }
     return masked({"now": iso(now), "routes": routes})
 

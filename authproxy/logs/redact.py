@@ -38,7 +38,7 @@ SECRET_KEYS = frozenset(
     }
 )
 # Fields that carry a request target: their query values are masked (tokens travel in queries).
-TARGET_KEYS = frozenset({"path", "url", "target", "location"})
+TARGET_KEYS = frozenset({"path", "url", "target", "location", "referer"})
 # Values of these types cannot carry a secret: they pass without a look.
 _PLAIN = frozenset({int, float, bool, type(None)})
 # Joins an event's strings for one secret search; a secret spanning two fields only makes the

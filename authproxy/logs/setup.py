@@ -12,12 +12,13 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor
 
+from authproxy.logs.access import CombinedLogLine
 from authproxy.logs.redact import Redact
 from authproxy.logs.writer import LineWriter, WriterHandler
 from authproxy.secrets import REGISTRY
@@ -65,6 +66,7 @@ class _Direct:
     later: tuple[Processor, ...]  # redaction and rendering, run at the writer's flush
     writer: LineWriter
     info_enabled: bool
+    tail: tuple[Processor, ...]  # `later` of every other event: the access line may differ
 
 
 _DIRECT: _Direct | None = None
@@ -140,5 +142,24 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     global _DIRECT
     _DIRECT = _Direct(
-        processors, tuple(shared), tuple(tail), writer, info_enabled=threshold <= logging.INFO
+        processors,
+        tuple(shared),
+        tuple(tail),
+        writer,
+        info_enabled=threshold <= logging.INFO,
+        tail=tuple(tail),
     )
+
+
+def use_access_format(log_format: str) -> None:
+    """The config's `log_format`: `clf` writes each access line in the combined log format
+    (logs/access.py), after the same redaction; anything else, like every other event."""
+    global _DIRECT
+    direct = _DIRECT
+    if direct is None:
+        return
+    later = direct.tail
+    if log_format == "clf":
+        # The renderer is the chain's last step; redaction and the rest run before it.
+        later = (*direct.tail[:-1], CombinedLogLine())
+    _DIRECT = replace(direct, later=later)

@@ -20,13 +20,14 @@ from authproxy.errors import UpstreamFailure, upstream_error
 from authproxy.proxy.headers import (
     LocationRewriter,
     add_forwarded,
+    apply_edits,
     passed_downstream,
     response_removal,
     upstream_request_headers,
 )
 from authproxy.proxy.request_body import BodyLimits, outgoing_body
 from authproxy.proxy.websocket import DEFAULT_MESSAGE_LIMIT, is_websocket_upgrade, proxy_websocket
-from authproxy.settings import Route
+from authproxy.settings import HeaderEdits, Route
 from authproxy.upstream.client import OriginClient
 from authproxy.upstream.request import RequestBody, StreamedBody
 from authproxy.upstream.response import UpstreamResponse
@@ -93,6 +94,9 @@ class RouteRuntime(Generic[G]):
     drop_response: frozenset[str] = field(default_factory=frozenset)
     bodies: BodyLimits = field(default_factory=BodyLimits)
     websocket_message: int = DEFAULT_MESSAGE_LIMIT  # limits.websocket_message
+    # The route's `headers` rules; the answer's removals are in `drop_response` already.
+    request_edits: HeaderEdits | None = None
+    response_assign: tuple[tuple[str, str], ...] = ()
     # Lower-case response header names never passed to the client on this route.
     response_removed: frozenset[str] = field(init=False)
 
@@ -127,7 +131,9 @@ async def forward(
     if runtime.route.forwarded_headers:
         add_forwarded(headers, request.remote, request.scheme, request.host)
     headers["X-Request-Id"] = exchange.request_id
-    auth = runtime.auth
+    if runtime.request_edits is not None:
+        apply_edits(headers, runtime.request_edits)
+    auth = runtime.auth  # its headers are set last: they win over the route's rules
     grant = None if auth is None else await auth.authorize(headers)
     if is_websocket_upgrade(request):
         exchange.status = 101
@@ -186,6 +192,8 @@ async def _relay(
     for name in ("Location", "Content-Location"):
         if (value := out.get(name)) is not None:
             out[name] = runtime.rewriter.rewrite(value, f"{request.scheme}://{request.host}")
+    for name, value in runtime.response_assign:
+        out[name] = value
     # `Proxy.handle` can only add the id to responses not yet sent; this one is prepared here.
     out["X-Request-Id"] = exchange.request_id
     out.extend(exchange.answer_headers)

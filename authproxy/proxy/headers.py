@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.settings import HeaderEdits
+
 # Connection-specific headers never cross a proxy, in either direction (RFC 9110 §7.6.1; RFC 9112
 # §9.6 for TE/Trailer/Transfer-Encoding). Host is rebuilt for the upstream; Expect is answered by
 # the proxy itself (it sends the 100 Continue). The client's Content-Length is dropped too: the
@@ -94,6 +96,15 @@ def passed_downstream(
     return CIMultiDict(
         [field for field, name in zip(fields, lowered, strict=True) if name not in removed]
     )
+
+
+def apply_edits(headers: CIMultiDict[str], edits: HeaderEdits) -> None:
+    """A route's header rule on one direction: `remove` every occurrence, then `assign`."""
+    for name in edits.remove:
+        if name in headers:
+            del headers[name]
+    for name, value in edits.assign:
+        headers[name] = value
 
 
 def add_forwarded(headers: CIMultiDict[str], client_ip: str | None, proto: str, host: str) -> None:

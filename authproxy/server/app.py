@@ -20,20 +20,22 @@ from authproxy.auth.endpoints import elsewhere
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
-from authproxy.auth.stats import TokenStatus
 from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import BrowserGuard
 from authproxy.gateway.metrics import Metrics
+from authproxy.gateway.rates import ClientRates, LocalRates
+from authproxy.logs.setup import use_access_format
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.request_body import ReplayBudget
 from authproxy.server.dispatch import Dispatcher
+from authproxy.server.fleet import Fleet
 from authproxy.server.listener import Listener, listen
 from authproxy.server.routing import Routing, build_routing, route_runtime
 from authproxy.settings import AuthSpec, Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.memory import MemoryStore
-from authproxy.stores.names import EPHEMERAL_NAME_KEY, store_key
+from authproxy.stores.names import EPHEMERAL_NAME_KEY
 from authproxy.tasks import Tasks
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 
@@ -54,14 +56,21 @@ class Proxy:
         clock: Clock | None = None,
         store: TokenStore | None = None,
         workers: int = 1,
+        rates: ClientRates | None = None,
+        listen_fd: int | None = None,
     ) -> None:
-        """`workers` > 1: this is one of that many processes of `serve --workers`.
+        """`workers` > 1: this is one of that many processes of `serve --workers`, `rates`
+        its clients' rate limits, in the table the workers share (gateway/rates.py), and
+        `listen_fd` the Unix socket its supervisor listens on, if it does.
 
         `settings` keep the start-up rules on `settings.listen`: the loader checks them on the
         file's address, and the CLI on the address `--listen` puts in its place.
         """
         self.settings = settings
         self.workers = workers
+        self.rates = rates if rates is not None else ClientRates(LocalRates())
+        self._listen_fd = listen_fd
+        use_access_format(settings.log_format)
         self.tasks = Tasks()
         self.clock: Clock = clock or SystemClock()
         self._store = store
@@ -69,7 +78,8 @@ class Proxy:
         # One budget for every buffered replay body of this process (limits.replay_buffer_total).
         self.replay_budget = ReplayBudget(settings.replay_buffer_total)
         self.metrics = Metrics()
-        self.metrics.watch_tokens(self.token_statuses, self.clock.now)
+        # What /-/status and /-/metrics show: every worker's counts, the shared tokens.
+        self.fleet = Fleet(self.metrics, lambda: self.managers, self.clock.now, workers)
         self._pool: UpstreamPool | None = None
         self._stores = Stores(MemoryStore(), None, EPHEMERAL_NAME_KEY, "memory")
         self._shared: SharedTokens | None = None
@@ -77,11 +87,6 @@ class Proxy:
         self._bound_port = settings.listen.port
         self.urls: list[str] = []
         self.dispatcher = Dispatcher(self._routing(settings, {}), self.metrics, self.replay_budget)
-
-    def token_statuses(self) -> dict[str, TokenStatus]:
-        """Each route's token snapshot: what the metrics ever see of auth."""
-        now = self.clock.now()
-        return {name: manager.status(now) for name, manager in self.managers.items()}
 
     async def start(self) -> None:
         """Open upstream sessions and bind the listening socket; raises StartupError."""
@@ -91,9 +96,22 @@ class Proxy:
             settings.token_store, workers=self.workers, tasks=self.tasks, local=self._store
         )
         self._shared = None if stores.shared is None else SharedTokens(stores.shared)
+        self.fleet.shared = stores.shared
+        if settings.token_store.kind == "redis" and settings.token_store.url is not None:
+            # Redis shares the tokens between replicas: it shares their clients' limits too.
+            # Imported here: redis-py costs ~7 MiB that a proxy without Redis never needs.
+            from authproxy.stores.redis_rates import RedisRates
+
+            self.rates.remote = RedisRates(settings.token_store.url.reveal())
         self._apply_routes(settings, {})
+        await stores.migrate()  # tokens stored under an older token_store_key
         try:
-            listener = await listen(self.dispatcher.handle, settings, reuse_port=self.workers > 1)
+            listener = await listen(
+                self.dispatcher.handle,
+                settings,
+                reuse_port=self.workers > 1,
+                inherited=self._listen_fd,
+            )
         except StartupError:
             await self.stop()
             raise
@@ -142,14 +160,15 @@ class Proxy:
             runtimes,
             self.managers,
             bound_port=self._bound_port,
-            metrics=self.metrics,
+            fleet=self.fleet,
+            rates=self.rates,
             now=self.clock.now,
         )
 
     def _manager_for(self, route: Route, previous: TokenManager | None) -> TokenManager | None:
         if route.auth is None:
             return None
-        key = store_key(route, self._stores.name_key)
+        key = self._stores.name(route)
         if previous is not None and previous.spec == route.auth and previous.store_key == key:
             return previous
         assert self._pool is not None
@@ -201,16 +220,20 @@ class Proxy:
         drops `clients` on 0.0.0.0) raises ConfigError, and none of it is applied.
         """
         old = self.settings
-        kept = replace(new, listen=old.listen, token_store=old.token_store)
+        kept = replace(
+            new, listen=old.listen, listen_mode=old.listen_mode, token_store=old.token_store
+        )
         if problems := startup_problems(kept, old.listen):
             raise ConfigError(new.source, problems)
         for key, changed in (
             ("listen", new.listen != old.listen),
+            ("listen_mode", new.listen_mode != old.listen_mode),
             ("token_store", new.token_store != old.token_store),
         ):
             if changed:
                 log.warning("config change needs a restart to take effect", key=key)
         self._apply_routes(kept, self.managers)
+        use_access_format(kept.log_format)
         if self._listener is not None:  # connections opened from now on
             self._listener.http.header_timeout = kept.header_timeout
             self._listener.http.max_connections = kept.max_connections
@@ -224,7 +247,7 @@ class Proxy:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, close all."""
         if self._listener is not None:
-            await self._listener.runner.cleanup()
+            await self._listener.close()
             self._listener = None
         await self._stores.local.close()  # the last rotations reach the token file
         await self.tasks.close()
@@ -233,3 +256,6 @@ class Proxy:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self.rates.remote is not None:
+            await self.rates.remote.close()
+            self.rates.remote = None

@@ -14,7 +14,7 @@ import os
 import time
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 
 from authproxy.errors import UpstreamError
 from authproxy.gateway.browser import answer_headers, is_preflight
@@ -88,8 +88,13 @@ class Dispatcher:
                 request_id=exchange.request_id,
                 route=exchange.route,
                 client=exchange.client,
+                # The peer's address (none on a Unix socket), never a client-sent X-Forwarded-For.
+                remote=request.remote or None,
                 method=request.method,
                 path=request.raw_path,
+                protocol=_PROTOCOLS.get(request.version) or _protocol(request),
+                user_agent=request.headers.get("User-Agent"),
+                referer=request.headers.get("Referer"),
                 status=exchange.status,
                 bytes_in=exchange.bytes_in,
                 bytes_out=exchange.bytes_out,
@@ -124,7 +129,7 @@ class Dispatcher:
             return await routing.endpoints.answer(request, target.partition("?")[0], exchange)
         if is_preflight(request) and (answer := _preflight(routing, target, request)) is not None:
             return answer
-        caller, refusal = _identify(routing.gate, request, exchange)
+        caller, refusal = await _identify(routing.gate, request, exchange)
         if refusal is not None:
             return refusal
         try:
@@ -150,7 +155,7 @@ class Dispatcher:
         return await forward(request, routing.runtimes[route.name], match.upstream_url, exchange)
 
 
-def _identify(
+async def _identify(
     gate: ClientGate, request: web.BaseRequest, exchange: Exchange
 ) -> tuple[Caller | None, web.Response | None]:
     """The calling client on a gateway (None without clients), or the refusal to send."""
@@ -162,7 +167,7 @@ def _identify(
         return None, unauthorized()
     exchange.client = caller.client.name
     exchange.strip = frozenset({caller.carrier.lower()})
-    if wait := gate.retry_after(caller.client):
+    if wait := await gate.retry_after(caller.client):
         return caller, problem_response(
             429,
             "this client's rate limit is used up; retry later",
@@ -180,6 +185,13 @@ def _preflight(routing: Routing, target: str, request: web.BaseRequest) -> web.R
     except (UnsafePath, AmbiguousPath):
         return None  # refused below, after the client key, like any request on this path
     return routing.browsers.preflight(request.headers, None if match is None else match.route.cors)
+
+
+_PROTOCOLS = {HttpVersion11: "HTTP/1.1", HttpVersion10: "HTTP/1.0"}
+
+
+def _protocol(request: web.BaseRequest) -> str:
+    return f"HTTP/{request.version.major}.{request.version.minor}"
 
 
 def _ms(value: float | None) -> float | None:

@@ -7,6 +7,7 @@ server/protocol.py's; here they get their settings, and the socket its address.
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from authproxy.errors import StartupError
 from authproxy.http_syntax import host_port
 from authproxy.server.protocol import ProxyHttpServer
+from authproxy.server.unix_socket import bind_unix, remove_unix
 from authproxy.settings import Settings
 
 
@@ -24,13 +26,27 @@ class Listener:
     http: ProxyHttpServer
     urls: list[str]
     port: int  # the port bound: port 0 in `listen` picks one
+    # The Unix socket file this process bound, and its inode: removed on close.
+    owned: tuple[str, int] | None = None
+
+    async def close(self) -> None:
+        """Stop accepting; in-flight requests get the shutdown grace. The socket file goes."""
+        await self.runner.cleanup()
+        if self.owned is not None:
+            remove_unix(*self.owned)
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-async def listen(handler: Handler, settings: Settings, *, reuse_port: bool) -> Listener:
-    """Bind `settings.listen` and serve every request with `handler`; raises StartupError."""
+async def listen(
+    handler: Handler, settings: Settings, *, reuse_port: bool, inherited: int | None = None
+) -> Listener:
+    """Bind `settings.listen` and serve every request with `handler`; raises StartupError.
+
+    `inherited`: the listening Unix socket a supervisor bound for its workers (server/
+    supervisor.py), served here as it is.
+    """
     http = ProxyHttpServer(
         handler,
         header_timeout=settings.header_timeout,
@@ -47,6 +63,8 @@ async def listen(handler: Handler, settings: Settings, *, reuse_port: bool) -> L
     runner = web.ServerRunner(http, handle_signals=False, shutdown_timeout=settings.shutdown_grace)
     await runner.setup()
     address = settings.listen
+    if address.path is not None:
+        return await _listen_unix(runner, http, settings, inherited)
     # Workers each bind their own socket to the port their supervisor holds, and the kernel
     # spreads connections over them (see server/port.py).
     site = web.TCPSite(
@@ -60,6 +78,27 @@ async def listen(handler: Handler, settings: Settings, *, reuse_port: bool) -> L
         raise StartupError(f"cannot listen on {address}: {reason}") from None
     port = runner.addresses[0][1] if runner.addresses else address.port
     return Listener(runner, http, [_url_of(bound) for bound in runner.addresses], port)
+
+
+async def _listen_unix(
+    runner: web.ServerRunner, http: ProxyHttpServer, settings: Settings, inherited: int | None
+) -> Listener:
+    path = settings.listen.path
+    assert path is not None
+    owned = None
+    try:
+        if inherited is not None:
+            sock = socket.socket(fileno=inherited)
+        else:
+            sock, inode = bind_unix(path, settings.listen_mode)
+            owned = (path, inode)
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        await runner.cleanup()
+        if owned is not None:
+            remove_unix(*owned)
+        raise
+    return Listener(runner, http, [f"unix:{path}"], 0, owned)
 
 
 def _url_of(address: object) -> str:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from authproxy.gateway.browser import CORS_RESPONSE_HEADERS, BrowserGuard
 from authproxy.gateway.clients import ClientGate
-from authproxy.gateway.endpoints import Endpoints
-from authproxy.gateway.metrics import Metrics
+from authproxy.gateway.endpoints import Endpoints, Fleet
+from authproxy.gateway.rates import ClientRates
 from authproxy.proxy.forward import RouteRuntime
 from authproxy.proxy.headers import LocationRewriter
 from authproxy.proxy.request_body import BodyLimits, ReplayBudget
 from authproxy.proxy.routes import RouteTable
-from authproxy.settings import Route, Settings
+from authproxy.settings import HeaderEdits, Route, Settings
 from authproxy.upstream.pool import UpstreamPool, timeout_for
 
 if TYPE_CHECKING:
@@ -44,16 +44,17 @@ def build_routing(
     managers: Mapping[str, TokenManager],
     *,
     bound_port: int,
-    metrics: Metrics,
+    fleet: Fleet,
+    rates: ClientRates,
     now: Callable[[], float],
 ) -> Routing:
-    gate = ClientGate(settings.clients)
+    gate = ClientGate(settings.clients, rates)
     return Routing(
         table=RouteTable(settings.routes),
         runtimes=runtimes,
         gate=gate,
         browsers=BrowserGuard(settings, bound_port),
-        endpoints=Endpoints(settings, managers, gate, metrics, now),
+        endpoints=Endpoints(settings, managers, gate, fleet, now),
     )
 
 
@@ -65,6 +66,7 @@ def route_runtime(
     replay_budget: ReplayBudget,
 ) -> RouteRuntime[Grant]:
     """Everything a request on `route` needs, prepared once per config."""
+    rules = route.headers
     return RouteRuntime(
         route=route,
         session=pool.upgrade_session(route.name),
@@ -76,7 +78,11 @@ def route_runtime(
         auth=auth,
         drop_request=auth.request_headers if auth else frozenset(),
         # The proxy answers CORS itself (gateway/browser.py): the upstream's never passes.
-        drop_response=(auth.response_headers if auth else frozenset()) | CORS_RESPONSE_HEADERS,
+        drop_response=(auth.response_headers if auth else frozenset())
+        | CORS_RESPONSE_HEADERS
+        | (rules.response.remove if rules else frozenset()),
         bodies=BodyLimits(settings.body_timeout, replay_budget),
         websocket_message=settings.websocket_message,
+        request_edits=rules.request if rules and rules.request != HeaderEdits() else None,
+        response_assign=rules.response.assign if rules else (),
     )

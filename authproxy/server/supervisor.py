@@ -7,11 +7,16 @@ What each worker does on its side of this is in server/worker.py.
   threads, and every fork would share the random request-id prefix (server/dispatch.py). A fresh
   worker reads the config itself, so its secrets are registered for redaction in its own process.
 * The port. Each worker binds its own listening socket with SO_REUSEPORT; the supervisor holds
-  the port for them (server/port.py).
-* A socketpair per worker (server/worker_process.py). The worker writes one byte once it
-  listens, and the supervisor logs "authproxy listening" once, when all of them do. The
-  supervisor never writes, so a worker that reads end-of-file knows the supervisor died, and
-  stops instead of serving on as an orphan.
+  the port for them (server/port.py). A Unix socket is bound by the supervisor, and every worker
+  accepts on the one it inherits.
+* A socketpair per worker, a channel of messages (server/channel.py). The worker says `ready`
+  once it listens, and the supervisor logs "authproxy listening" once, when all of them do. A
+  worker that reads end-of-file knows the supervisor died, and stops instead of serving on as
+  an orphan.
+* One set of numbers: a worker scraped for `/-/metrics` or `/-/status` gets every worker's
+  counts, summed by the supervisor (server/tally.py).
+* One rate limit per client: the supervisor makes a table in shared memory, and every worker
+  inherits it (gateway/rates.py).
 * Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
   `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
   A worker still starting gets it once it listens, because until then SIGHUP would kill it.
@@ -22,18 +27,24 @@ What each worker does on its side of this is in server/worker.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
 from authproxy.errors import WorkersFailed
+from authproxy.gateway.rates import create_rate_table
 from authproxy.http_syntax import host_port
+from authproxy.server.channel import Message
 from authproxy.server.lifecycle import log_listening
 from authproxy.server.port import reserve_port
+from authproxy.server.tally import Tally
+from authproxy.server.unix_socket import bind_unix, remove_unix
 from authproxy.server.worker_process import Worker, describe, start_worker
 from authproxy.settings import Settings
 from authproxy.tasks import spawn
@@ -66,6 +77,10 @@ class Supervisor:
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping: asyncio.Future[None] | None = None
         self._failure: str | None = None
+        self._tally = Tally(lambda: self._workers.values())
+        # What every worker inherits, named in its hello (server/worker.py).
+        self._hello: Message = {"t": "hello", "listen_fd": None, "rates_fd": None}
+        self._inherited: tuple[int, ...] = ()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -73,11 +88,12 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
-        reserved = reserve_port(self._settings)
+        reserved, url, unlink = self._bind()
+        # The clients' rate limits, one table for every worker (gateway/rates.py).
+        rates = create_rate_table()
+        self._hello["rates_fd"] = rates
+        self._inherited = (*self._inherited, rates)
         try:
-            host, port = reserved[0].getsockname()[:2]
-            self._listen = host_port(host, port)
-            url = f"http://{self._listen}"
             if await self._start_all():
                 log_listening(url, self._settings, workers=self._count)
                 self._keepers = [
@@ -89,9 +105,27 @@ class Supervisor:
             await self._stop_all()
             for sock in reserved:
                 sock.close()
+            os.close(rates)
+            unlink()
         if self._failure is not None:
             raise WorkersFailed(self._failure)
         log.info("stopped")
+
+    def _bind(self) -> tuple[list[socket.socket], str, Callable[[], None]]:
+        """The sockets held for the workers, the URL to announce, and what removes a socket
+        file on exit. A TCP port is held for workers that bind it themselves (server/port.py);
+        a Unix socket cannot be shared that way, so it is bound here once and every worker
+        serves the one listening socket it inherits."""
+        listen = self._settings.listen
+        if listen.path is None:
+            reserved = reserve_port(self._settings)
+            host, port = reserved[0].getsockname()[:2]
+            self._listen = host_port(host, port)
+            return reserved, f"http://{self._listen}", lambda: None
+        sock, inode = bind_unix(listen.path, self._settings.listen_mode)
+        self._hello["listen_fd"] = sock.fileno()
+        self._inherited = (sock.fileno(),)
+        return [sock], str(listen), lambda: remove_unix(listen.path or "", inode)
 
     async def _start_all(self) -> bool:
         """Start every worker; True once all listen, False when asked to stop first."""
@@ -113,6 +147,7 @@ class Supervisor:
         while True:
             code = await worker.process.wait()
             worker.forget()
+            self._tally.retire(worker)
             if self._stopped:
                 return
             deaths = self._deaths[worker.index]
@@ -145,7 +180,13 @@ class Supervisor:
 
     async def _spawn(self, index: int) -> Worker:
         try:
-            worker = await start_worker(index, [*self._command, "--listen", self._listen])
+            worker = await start_worker(
+                index,
+                [*self._command, "--listen", self._listen],
+                self._hello,
+                self._tally.on_message,
+                self._inherited,
+            )
         except OSError as error:
             raise WorkersFailed(f"cannot start worker {index}: {error.strerror}") from None
         self._workers[index] = worker
@@ -208,5 +249,6 @@ class Supervisor:
         for keeper in self._keepers:
             keeper.cancel()
         await asyncio.gather(*self._keepers, return_exceptions=True)
+        await self._tally.close()
         for worker in self._workers.values():
             worker.forget()

@@ -7,17 +7,19 @@ Implementations of what auth needs from storage (`auth.ports`); they never call 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from authproxy.auth.ports import SharedStore, TokenStore
-from authproxy.settings import TokenStoreSettings
+from authproxy.errors import StoreUnavailable
+from authproxy.settings import Route, TokenStoreSettings
 from authproxy.stores.codec import cipher_for
 from authproxy.stores.file import FileStore, warn_if_shared_directory
 from authproxy.stores.flock import FileTokenStore
 from authproxy.stores.memory import MemoryStore
-from authproxy.stores.names import EPHEMERAL_NAME_KEY, name_key_for
+from authproxy.stores.names import EPHEMERAL_NAME_KEY, name_keys_for, store_key
+from authproxy.stores.rotation import Aliases, MovableStore, RotatedLocal, RotatedShared
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.stores")
@@ -59,13 +61,33 @@ class Stores:
 
     `local` is this process's copy of every grant; `shared`, when there is one, is what several
     processes reach (the workers' token file, Redis); `name_key` names tokens in them
-    (`names.store_key`); `where` says which store this is, without any secret.
+    (`names.store_key`), and `older_name_keys` named them under the older keys of a rotation
+    (stores/rotation.py); `where` says which store this is, without any secret.
     """
 
     local: TokenStore
     shared: SharedStore | None
     name_key: bytes | None
     where: str
+    older_name_keys: tuple[bytes, ...] = ()
+    aliases: Aliases = field(default_factory=Aliases)
+
+    def name(self, route: Route) -> str:
+        """The name `route`'s token is stored under; found under an older key's name too."""
+        name = store_key(route, self.name_key)
+        if self.older_name_keys:
+            self.aliases.add(name, [store_key(route, key) for key in self.older_name_keys])
+        return name
+
+    async def migrate(self) -> None:
+        """Move the shared entries of every named route from older names to the new ones (a
+        rotation), so that dropping the old key later costs no login. A store that does not
+        answer is left as it is: the next read under the new name looks again."""
+        if isinstance(self.shared, RotatedShared):
+            try:
+                await self.shared.migrate()
+            except StoreUnavailable:
+                log.warning("shared token store unreachable; entries of older keys move later")
 
     async def close(self) -> None:
         await self.local.close()  # the last rotations reach the token file
@@ -87,7 +109,7 @@ async def open_stores(
     replaces the store the settings would give (tests).
     """
     store = local if local is not None else open_store(settings, tasks)
-    shared: SharedStore | None = None
+    shared: MovableStore | None = None
     where = "memory"
     if isinstance(store, FileStore):
         where = str(store.path)
@@ -97,13 +119,22 @@ async def open_stores(
             store = store.in_memory()
     if settings.kind == "redis" and settings.url is not None:
         shared, where = await _redis(settings)
-    name_key = name_key_for(settings)
+    name_keys = name_keys_for(settings)
+    name_key = name_keys[0] if name_keys else None
     if name_key is None and shared is None and not isinstance(store, FileStore):
         name_key = EPHEMERAL_NAME_KEY  # names that never leave this process: any key will do
-    return Stores(store, shared, name_key, where)
+    stores = Stores(store, shared, name_key, where, name_keys[1:])
+    if stores.older_name_keys:
+        stores.local = RotatedLocal(store, stores.aliases)
+        if shared is not None:
+            # The workers' file belongs to one `serve`: its older names can go. Redis keeps them
+            # for replicas that still run the old keys until they restart.
+            drop = isinstance(shared, FileTokenStore)
+            stores.shared = RotatedShared(shared, stores.aliases, drop_older=drop)
+    return stores
 
 
-async def _redis(settings: TokenStoreSettings) -> tuple[SharedStore, str]:
+async def _redis(settings: TokenStoreSettings) -> tuple[MovableStore, str]:
     assert settings.url is not None
     # Imported here: redis-py costs ~7 MiB of memory that a proxy without Redis never needs.
     from authproxy.stores.redis import RedisTokenStore

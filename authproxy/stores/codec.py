@@ -89,7 +89,9 @@ def open_grant(name: str, text: str, cipher: Cipher, now: float) -> Grant | None
 
 
 def cipher_for(settings: TokenStoreSettings) -> Cipher:
-    return NullCipher() if settings.key is None else TokenCipher.from_key(settings.key.reveal())
+    """Writes under the first key, reads under any (a rotation); plain JSON without a key."""
+    keys = settings.keys
+    return TokenCipher.from_keys([key.reveal() for key in keys]) if keys else NullCipher()
 
 
 def seal(document: dict[str, object], cipher: Cipher) -> str:

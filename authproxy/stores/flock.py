@@ -81,6 +81,14 @@ class FileTokenStore:
 
         return await self._update(put)
 
+    async def save_if_absent(self, key: str, grant: Grant) -> bool:
+        """Store `grant` only while `key` holds none; True if written."""
+
+        def put(grants: dict[str, Grant]) -> bool:
+            return grants.setdefault(key, grant) is grant
+
+        return await self._update(put)
+
     async def delete(self, key: str, *, if_token: str | None = None) -> bool:
         """Forget the grant; with `if_token`, only while its `token` is still that one."""
 

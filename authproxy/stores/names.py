@@ -27,9 +27,17 @@ def name_key_for(settings: TokenStoreSettings) -> bytes | None:
 
     Derived from the Fernet key rather than being it, so neither use can weaken the other.
     """
-    if settings.key is None:
-        return None
-    return hmac.new(settings.key.reveal().encode(), _NAME_CONTEXT, hashlib.sha256).digest()
+    keys = name_keys_for(settings)
+    return keys[0] if keys else None
+
+
+def name_keys_for(settings: TokenStoreSettings) -> tuple[bytes, ...]:
+    """The name key of every `token_store_key`, the one that writes first: entries written under
+    an older key carry that key's names, and are found under them (stores/rotation.py)."""
+    return tuple(
+        hmac.new(key.reveal().encode(), _NAME_CONTEXT, hashlib.sha256).digest()
+        for key in settings.keys
+    )
 
 
 def store_key(route: Route, name_key: bytes | None) -> str:

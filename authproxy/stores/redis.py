@@ -66,6 +66,13 @@ if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else redis.call('PERSIST', KEYS[1]) end
 return 1
 """
+# An entry moved from a name of an older key (stores/rotation.py): only while this name is empty.
+_SAVE_IF_ABSENT = """
+if redis.call('HEXISTS', KEYS[1], 'grant') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'grant', ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
 # The lock and its fence in one step: a crash between the two cannot leave a lock without one.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -119,6 +126,7 @@ class RedisTokenStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._save = self._redis.register_script(_SAVE)
+        self._save_if_absent = self._redis.register_script(_SAVE_IF_ABSENT)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._extend = self._redis.register_script(_EXTEND)
         self._release = self._redis.register_script(_RELEASE)
@@ -131,12 +139,22 @@ class RedisTokenStore:
 
     async def save(self, key: str, grant: Grant, *, fence: int) -> bool:
         """Store `grant` unless a holder with a higher fence already did; True if written."""
-        ttl = 0
-        if grant.expires_at is not None:
-            ttl = max(1000, int((grant.expires_at - time.time() + self._grace) * 1000))
         sealed = seal_grant(key, grant, self._cipher)
-        written = self._save(keys=[_name("token", key)], args=[fence, sealed, ttl])
+        written = self._save(keys=[_name("token", key)], args=[fence, sealed, self._ttl(grant)])
         return bool(await self._call(written))
+
+    async def save_if_absent(self, key: str, grant: Grant) -> bool:
+        """Store `grant` only while `key` holds none; True if written. Its fence stays as it is,
+        so any lock holder's later save still wins."""
+        sealed = seal_grant(key, grant, self._cipher)
+        written = self._save_if_absent(keys=[_name("token", key)], args=[sealed, self._ttl(grant)])
+        return bool(await self._call(written))
+
+    def _ttl(self, grant: Grant) -> int:
+        """Milliseconds Redis keeps the entry (0: for good): a little past the token's expiry."""
+        if grant.expires_at is None:
+            return 0
+        return max(1000, int((grant.expires_at - time.time() + self._grace) * 1000))
 
     async def delete(self, key: str, *, if_token: str | None = None) -> bool:
         """Forget the grant; with `if_token`, only while its `token` is still that one.

@@ -210,3 +210,28 @@ async def test_status_without_a_running_proxy_reads_the_redis_store(
     document = json.loads(out)
     assert document["source"] == f"token store (redis 127.0.0.1:{redis.port})"
     assert document["routes"]["cosmic"]["token"]["state"] == "valid"
+
+
+async def test_a_replica_that_never_logged_in_shows_the_shared_token(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """`/-/status` and `/-/metrics` describe the token in Redis, not the answering replica's
+    copy: the replica that served nothing still shows it valid, from the store."""
+    async with upstream() as (url, state):
+        served, idle = await replicas(tmp_path, 2, url, redis.url)
+        try:
+            async with aiohttp.ClientSession() as client:
+                assert await get_status(client, f"{served.url}/cosmic/v1/buckets") == 200
+                async with client.get(f"{idle.url}/-/status") as answer:
+                    document = await answer.json()
+                async with client.get(f"{idle.url}/-/metrics") as answer:
+                    metrics = await answer.text()
+        finally:
+            for proc in (served, idle):
+                assert await proc.stop() == 0
+    token = document["routes"]["cosmic"]["token"]
+    assert (token["state"], token["source"]) == ("valid", "store")
+    assert token["expires_in_seconds"] > 0
+    assert document["workers"] == 1
+    assert state.login_attempts == 1
+    assert 'authproxy_token_expiry_seconds{route="cosmic"}' in metrics
