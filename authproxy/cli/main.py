@@ -22,7 +22,7 @@ from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
 from authproxy.config.load import load_settings, parse_listen
 from authproxy.crypto import generate_key
-from authproxy.errors import ConfigError, ConfigProblem, StartupError
+from authproxy.errors import AddressInUse, ConfigError, ConfigProblem, StartupError
 from authproxy.logs.setup import configure_logging
 from authproxy.secrets import REGISTRY
 from authproxy.server.app import Proxy
@@ -89,8 +89,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        help=f"address to listen on (default: {listen_default}); "
-        "port 0 picks a free port and logs it",
+        help=f"address to listen on (default: {listen_default}); a port alone means "
+        "127.0.0.1:PORT; port 0 picks a free port and logs it",
     )
     parser.add_argument(
         "--log-level",
@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"authproxy: {REGISTRY.scrub(str(error))}", file=sys.stderr)
         return EXIT_CONFIG
+    except AddressInUse as error:
+        print(f"authproxy: {error}; {_other_port_hint(args.command)}", file=sys.stderr)
+        return EXIT_RUNTIME
     except StartupError as error:
         print(f"authproxy: {REGISTRY.scrub(str(error))}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -179,6 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+def _other_port_hint(command: str) -> str:
+    """How to pick another port: the port is often taken by another program, or a second demo."""
+    if command == "demo":
+        return "choose another port: --listen 127.0.0.1:9000 (make run LISTEN=127.0.0.1:9000)"
+    return "choose another port: --listen 127.0.0.1:9000, or the config's listen"
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:

@@ -107,7 +107,13 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
 
 
 def parse_listen(text: str) -> ListenAddress:
-    """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one."""
+    """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one.
+
+    A port alone (`9000`) means loopback, `127.0.0.1:9000`: the safe address, and what someone
+    who only wants another port means.
+    """
+    if text.isascii() and text.isdigit():
+        text = f"{ListenAddress().host}:{text}"
     if text.startswith("["):
         host, bracket, port = text[1:].partition("]:")
         if not bracket:
@@ -142,6 +148,8 @@ def default_token_store_path(environ: Mapping[str, str]) -> str:
 
 
 def _listen(node: Node) -> ListenAddress:
+    if isinstance(node.value, int) and not isinstance(node.value, bool):
+        node = Node(str(node.value), node.path, node.ctx)  # `listen: 9000`, a port alone
     text = node.string(str(ListenAddress()), secret=False)
     try:
         return parse_listen(text)

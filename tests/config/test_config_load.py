@@ -100,7 +100,8 @@ def test_parse_listen(text: str, expected: ListenAddress) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("8080", "expected HOST:PORT"),
+        (":8080", "expected HOST:PORT"),
+        ("99999", "from 0 to 65535"),  # a port alone means 127.0.0.1:PORT
         ("::1:8080", "IPv6 host in brackets"),
         ("[::1]8080", "expected [IPV6]:PORT"),
         ("[nothost]:80", "not an IPv6 address"),
