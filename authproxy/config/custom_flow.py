@@ -42,22 +42,22 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a template placeholder can
 
 def parse_custom_flow(node: Node) -> AuthSpec | None:
     """The flow a route spells out under `CUSTOM_KEYS`; the caller checks which keys are allowed."""
-    credentials = _credentials(node.child("credentials"))
+    credentials, declared = _credentials(node.child("credentials"))
     login_node = node.child("login")
     static = login_node.missing
     if static:  # static credentials: nothing is logged in to, so nothing is captured or refreshed
         for key in ("token", "refresh"):
             if not node.child(key).missing:
                 node.child(key).problem("only used with login")
-    login = None if static else _request(login_node, set(credentials))
+    login = None if static else _request(login_node, declared)
     captures = () if static else _captures(node.child("token"))
-    for name in set(credentials) & {capture.name for capture in captures}:
+    for name in declared & {capture.name for capture in captures}:
         node.child("credentials").child(name).problem("is also the name of a captured value")
-    names = set(credentials) | {capture.name for capture in captures}
+    names = declared | {capture.name for capture in captures}
     expiry = _expiry(node.child("expiry"))
     refresh_node, adopt_node = node.child("refresh"), node.child("adopt")
     refresh = None if static or refresh_node.missing else _refresh(refresh_node, names, captures)
-    inject = _inject(node.child("inject"), credentials, captures)
+    inject = _inject(node.child("inject"), declared, captures)
     adopt = None if adopt_node.missing else _adopt(adopt_node, names)
     strip = _header_list(node.child("strip_response_headers"))
     if inject is None:
@@ -65,14 +65,22 @@ def parse_custom_flow(node: Node) -> AuthSpec | None:
     return AuthSpec(None, credentials, login, captures, expiry, inject, refresh, adopt, strip)
 
 
-def _credentials(node: Node) -> dict[str, Secret]:
+def _credentials(node: Node) -> tuple[dict[str, Secret], set[str]]:
+    """The credentials that have a value, and the names of all declared (for the templates).
+
+    A credential whose variable is unset is reported once, as unset: a template that reads it
+    names a credential that exists, and must not be reported again as an unknown name.
+    """
     credentials: dict[str, Secret] = {}
+    declared: set[str] = set()
     for name, child in node.pairs():
         if not _NAME.fullmatch(name):
             child.problem("a credential name is letters, digits and '_', not starting with a digit")
-        elif secret := child.credential():
+            continue
+        declared.add(name)
+        if secret := child.credential():
             credentials[name] = secret
-    return credentials
+    return credentials, declared
 
 
 def _request(node: Node, names: set[str], extra_keys: tuple[str, ...] = ()) -> RequestSpec | None:
@@ -161,7 +169,7 @@ def _refresh(node: Node, names: set[str], captures: tuple[Capture, ...]) -> Refr
 
 
 def _inject(
-    node: Node, credentials: Mapping[str, Secret], captures: tuple[Capture, ...]
+    node: Node, credentials: Collection[str], captures: tuple[Capture, ...]
 ) -> InjectSpec | None:
     if node.missing:
         node.problem("required: the headers each request gets, e.g. {headers: {X-Key: '{key}'}}")

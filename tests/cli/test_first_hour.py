@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from proc import START_TIMEOUT, run_cli, start_proxy
+from test_cli import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,3 +125,38 @@ def test_building_the_package_prints_no_license_warning(tmp_path: Path) -> None:
     assert "license" not in (build.stdout + build.stderr).lower()
     (wheel,) = (source / "out").glob("authproxy-*.whl")
     assert wheel.exists()
+
+
+async def test_the_command_the_example_config_shows_runs() -> None:
+    """The example's header shows how to check it; that command must work as written."""
+    header = (ROOT / "config.example.yaml").read_text().splitlines()[:3]
+    (shown,) = [line.split("`")[1] for line in header if "`authproxy check" in line]
+    argv = shown.split()[1:]
+    argv[argv.index("config.yaml")] = str(ROOT / "config.example.yaml")
+    code, out, err = await run_cli(*argv, env=EXAMPLE_ENV)
+    assert code == 0, err
+    assert json.loads(out)["routes"]
+
+
+async def test_an_unset_variable_is_reported_once_as_unset() -> None:
+    """Checking the unmodified example: one problem per unset variable, and nothing else."""
+    env = {name: value for name, value in os.environ.items() if name not in EXAMPLE_ENV}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "authproxy",
+        "check",
+        "--config",
+        str(ROOT / "config.example.yaml"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
+    assert process.returncode == 2
+    problems = [line for line in err.decode().splitlines() if line.startswith("  - ")]
+    assert problems
+    assert all(line.endswith("is not set") for line in problems), problems
+    variables = [line.split("environment variable ")[1].split()[0] for line in problems]
+    assert len(variables) == len(set(variables))
+    assert {"EXAMPLE_USER", "EXAMPLE_SECRET"} <= set(variables)
