@@ -21,6 +21,7 @@ from authproxy.cli.status import fetch_running_status, format_table, stored_stat
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
 from authproxy.config.load import load_settings, parse_listen
+from authproxy.config.schema import config_schema
 from authproxy.crypto import generate_key
 from authproxy.errors import AddressInUse, ConfigError, ConfigProblem, StartupError
 from authproxy.logs.setup import configure_logging
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    commands.add_parser(
+        "schema",
+        help="print the config's JSON Schema (draft 2020-12), for editors and CI",
+        description="Print the JSON Schema of the config file. It checks keys and the types "
+        "of values; `authproxy check` checks everything else. config.example.yaml points "
+        "editors at a copy of it, docs/config.schema.json.",
+    )
 
     commands.add_parser(
         "keygen",
@@ -131,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.config, expand=args.expand)
         if args.command == "status":
             return _status(args.config, as_json=args.json)
+        if args.command == "schema":
+            print(json.dumps(config_schema(), indent=2))
+            return EXIT_OK
         if args.command == "keygen":
             print(generate_key())
             return EXIT_OK

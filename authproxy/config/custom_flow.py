@@ -35,6 +35,9 @@ CUSTOM_KEYS = (
     "strip_response_headers",
 )
 REQUEST_KEYS = ("method", "path", "format", "body", "headers")
+REFRESH_KEYS = (*REQUEST_KEYS, "requires")
+TOKEN_KEYS, EXPIRY_KEYS = ("from", "key", "refresh_key", "extra"), ("from", "key", "seconds")
+INJECT_KEYS, ADOPT_KEYS = ("headers", "defaults"), ("trigger", "headers")
 EXPIRY_SOURCES: tuple[str, ...] = get_args(ExpirySource)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a template placeholder can name
@@ -66,11 +69,8 @@ def parse_custom_flow(node: Node) -> AuthSpec | None:
 
 
 def _credentials(node: Node) -> tuple[dict[str, Secret], set[str]]:
-    """The credentials that have a value, and the names of all declared (for the templates).
-
-    A credential whose variable is unset is reported once, as unset: a template that reads it
-    names a credential that exists, and must not be reported again as an unknown name.
-    """
+    """The credentials with a value, and all names declared: a template reading a credential
+    whose variable is unset names one that exists (reported once, as unset), not an unknown."""
     credentials: dict[str, Secret] = {}
     declared: set[str] = set()
     for name, child in node.pairs():
@@ -83,8 +83,10 @@ def _credentials(node: Node) -> tuple[dict[str, Secret], set[str]]:
     return credentials, declared
 
 
-def _request(node: Node, names: set[str], extra_keys: tuple[str, ...] = ()) -> RequestSpec | None:
-    if not node.keys((*REQUEST_KEYS, *extra_keys)):
+def _request(
+    node: Node, names: set[str], keys: tuple[str, ...] = REQUEST_KEYS
+) -> RequestSpec | None:
+    if not node.keys(keys):
         return None
     method = node.child("method").string("POST", secret=False).upper()
     if not is_token(method):
@@ -104,7 +106,7 @@ def _captures(node: Node) -> tuple[Capture, ...]:
     if node.missing:
         node.problem("required with login: where the answer holds the token, e.g. {key: token}")
         return ()
-    if not node.keys(("from", "key", "refresh_key", "extra")):
+    if not node.keys(TOKEN_KEYS):
         return ()
     choice = node.child("from").choice(("body", "header"), "body", "source")
     source = cast(Literal["body", "header"], choice)
@@ -136,7 +138,7 @@ def _keys(node: Node, *, required: bool = False) -> tuple[str, ...]:
 
 
 def _expiry(node: Node) -> ExpirySpec:
-    if node.missing or not node.keys(("from", "key", "seconds")):
+    if node.missing or not node.keys(EXPIRY_KEYS):
         return ExpirySpec("none")
     source = node.child("from").choice(EXPIRY_SOURCES, None, "source")
     if source is None:
@@ -157,7 +159,7 @@ def _expiry(node: Node) -> ExpirySpec:
 
 
 def _refresh(node: Node, names: set[str], captures: tuple[Capture, ...]) -> RefreshSpec | None:
-    request = _request(node, names, ("requires",))
+    request = _request(node, names, REFRESH_KEYS)
     requires_node = node.child("requires")
     requires = requires_node.string("refresh_token", secret=False)
     if requires not in {capture.name for capture in captures}:
@@ -174,7 +176,7 @@ def _inject(
     if node.missing:
         node.problem("required: the headers each request gets, e.g. {headers: {X-Key: '{key}'}}")
         return None
-    if not node.keys(("headers", "defaults")):
+    if not node.keys(INJECT_KEYS):
         return None
     # The same split as CompiledInjector: an optional capture may be absent when a header is built.
     names = set(credentials) | {capture.name for capture in captures if capture.required}
@@ -188,7 +190,7 @@ def _inject(
 
 
 def _adopt(node: Node, names: set[str]) -> AdoptSpec | None:
-    if not node.keys(("trigger", "headers")):
+    if not node.keys(ADOPT_KEYS):
         return None
     trigger = _header_name(node.child("trigger"))
     headers_node = node.child("headers")

@@ -144,7 +144,7 @@ def _rate_limit(node: Node) -> RateLimit | None:
     burst_node = node.child("burst")
     burst = burst_node.integer(max(1, math.ceil(rate)), minimum=1)
     if node.child("rate").missing:
-        node.problem("'rate' (requests per second) is required")
+        node.child("rate").problem("required: the requests per second this client may make")
         return None
     return RateLimit(rate, burst)
 
@@ -159,7 +159,7 @@ def parse_store_key(node: Node) -> Secret | None:
     try:
         TokenCipher.from_key(text.value)
     except ValueError as error:
-        node.problem(str(error))
+        node.problem(f"{error}; make one with `authproxy keygen`")
         return None
     return Secret(text.value, text.origin)
 

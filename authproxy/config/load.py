@@ -26,10 +26,10 @@ from authproxy.config.gateway_block import (
     startup_problems,
 )
 from authproxy.config.interpolate import expand_home, home, reason
-from authproxy.config.limits import parse_limits, parse_upstream_block
+from authproxy.config.limits import LIMIT_KEYS, UPSTREAM_KEYS, parse_limits, parse_upstream_block
 from authproxy.config.node import Context, Node
 from authproxy.config.reader import read_yaml
-from authproxy.config.routes_block import parse_routes
+from authproxy.config.routes_block import ROUTE_KEYS, parse_routes
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.secrets import Secret
 from authproxy.settings import ListenAddress, Settings, TokenStoreSettings
@@ -75,7 +75,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         raise ConfigError(source, [ConfigProblem("", message)])
     ctx = Context(environ)
     root = Node(data, "", ctx)
-    root.keys(TOP_KEYS)
+    root.keys(TOP_KEYS, _misplaced_at_top())
     listen = _listen(root.child("listen"))
     store_key = parse_store_key(root.child("token_store_key"))
     token_store = _token_store(root.child("token_store"), environ, store_key)
@@ -104,6 +104,12 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
     return settings
+
+
+def _misplaced_at_top() -> dict[str, str]:
+    """Keys of a block written at the top level, and the block each belongs in."""
+    where = dict.fromkeys(LIMIT_KEYS, "limits") | dict.fromkeys(UPSTREAM_KEYS, "upstream")
+    return where | dict.fromkeys(set(ROUTE_KEYS) - set(TOP_KEYS), "routes.<name>")
 
 
 def parse_listen(text: str) -> ListenAddress:

@@ -12,7 +12,7 @@ import re
 
 from yarl import URL
 
-from authproxy.config.auth_block import parse_auth
+from authproxy.config.auth_block import auth_fields, parse_auth
 from authproxy.config.interpolate import expand_home, register_beyond_origin
 from authproxy.config.node import Node
 from authproxy.http_syntax import is_token
@@ -20,6 +20,8 @@ from authproxy.settings import CorsSettings, Route, Timeouts, TlsSettings
 
 ROUTE_KEYS = ("upstream", "prefix", "timeout", "tls", "forwarded_headers", "auth", "cors")
 CORS_KEYS = ("origins", "methods", "headers", "max_age")
+TIMEOUT_KEYS = ("connect", "read")
+TLS_KEYS = ("verify", "ca_file")
 
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -52,7 +54,7 @@ def parse_routes(node: Node) -> tuple[Route, ...]:
 def _route(name: str, node: Node) -> Route | None:
     if not _ROUTE_NAME.fullmatch(name):
         node.problem("a route name may only hold letters, digits, '-' and '_'")
-    if not node.keys(ROUTE_KEYS):
+    if not node.keys(ROUTE_KEYS, dict.fromkeys(auth_fields() - set(ROUTE_KEYS), "auth")):
         return None
     upstream = _upstream(node.child("upstream"))
     prefix = _prefix(node.child("prefix"), name)
@@ -111,7 +113,7 @@ def _prefix(node: Node, name: str) -> str:
 
 
 def _timeouts(node: Node) -> Timeouts:
-    if node.missing or not node.keys(("connect", "read")):
+    if node.missing or not node.keys(TIMEOUT_KEYS):
         return Timeouts()
     default = Timeouts()
     return Timeouts(
@@ -188,7 +190,7 @@ def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
 
 
 def _tls(node: Node) -> TlsSettings:
-    if node.missing or not node.keys(("verify", "ca_file")):
+    if node.missing or not node.keys(TLS_KEYS):
         return TlsSettings()
     ca_node = node.child("ca_file")
     ca_file = None if ca_node.missing else ca_node.string(required=True, secret=False)

@@ -160,3 +160,33 @@ async def test_an_unset_variable_is_reported_once_as_unset() -> None:
     variables = [line.split("environment variable ")[1].split()[0] for line in problems]
     assert len(variables) == len(set(variables))
     assert {"EXAMPLE_USER", "EXAMPLE_SECRET"} <= set(variables)
+
+
+async def test_an_unknown_route_lists_the_prefixes_on_localhost_only(tmp_path: Path) -> None:
+    key = "alice-key-0123456789abcdef"
+    plain = "token_store: memory\nroutes:\n  api: {upstream: http://127.0.0.1:9}\n"
+    plain += "  other: {upstream: http://127.0.0.1:9, prefix: /v2/other}\n"
+    gateway = f"{plain}clients:\n  alice: {{key: {key}}}\n"
+    answers = []
+    for name, text in (("plain", plain), ("gateway", gateway)):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(text)
+        proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0")
+        try:
+            headers = {"Authorization": f"Bearer {key}"}
+            async with (
+                aiohttp.ClientSession() as client,
+                client.get(f"{proxy.url}/nope", headers=headers) as answer,
+            ):
+                assert answer.status == 404
+                assert answer.content_type == "application/problem+json"
+                answers.append(await answer.json())
+        finally:
+            assert await proxy.stop() == 0
+    localhost, behind_clients = answers
+    assert localhost["type"] == "urn:authproxy:problem:unknown-route"
+    assert localhost["routes"] == ["/api", "/v2/other"]
+    assert localhost["detail"] == "no route matches this path; routes: /api, /v2/other"
+    assert behind_clients["type"] == "urn:authproxy:problem:unknown-route"
+    assert "routes" not in behind_clients
+    assert "/api" not in behind_clients["detail"]
