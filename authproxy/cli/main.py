@@ -20,7 +20,13 @@ from authproxy import __version__
 from authproxy.cli.status import fetch_running_status, format_table, stored_status
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
-from authproxy.config.load import load_settings, parse_listen
+from authproxy.config.load import (
+    listen_of,
+    load_settings,
+    parse_listen,
+    parse_settings,
+    read_document,
+)
 from authproxy.config.schema import config_schema
 from authproxy.crypto import generate_key
 from authproxy.errors import AddressInUse, ConfigError, ConfigProblem, StartupError
@@ -244,12 +250,28 @@ def _check(path: str, *, expand: bool) -> int:
 
 
 def _status(path: str, *, as_json: bool) -> int:
-    settings = load_settings(path)
-    document = fetch_running_status(settings)
+    """Ask the proxy at the config's `listen`; only when none answers, read the token store.
+
+    Asking needs only `listen`: a credential variable unset in this shell is no reason to
+    fail. Reading the store needs them all (tokens are stored under names made from them).
+    """
+    data = read_document(path)
+    listen = listen_of(data, source=path, environ=os.environ)
+    try:
+        # Read first in any case: whatever secrets resolve are registered, so that an older
+        # proxy's answer is masked too (cli/status.py).
+        settings: Settings | ConfigError = parse_settings(data, source=path, environ=os.environ)
+    except ConfigError as error:
+        settings = error
+    document = fetch_running_status(listen)
     if document is not None:
-        document["source"] = f"running proxy at {settings.listen}"
+        document["source"] = f"running proxy at {listen}"
     else:
+        print(f"authproxy: no proxy answered at {listen}; reading the token store", file=sys.stderr)
+        if isinstance(settings, ConfigError):
+            raise settings
         document = asyncio.run(stored_status(settings, time.time()))
+        document["source"] += f"; no proxy answered at {listen}"
     print(json.dumps(document, indent=2) if as_json else format_table(document))
     return EXIT_OK
 

@@ -57,6 +57,12 @@ def load_settings(
 ) -> Settings:
     """Read and parse the config file at `path`; raises `ConfigError` listing every problem."""
     source = os.fspath(path)
+    data = read_document(source)
+    return parse_settings(data, source=source, environ=os.environ if environ is None else environ)
+
+
+def read_document(source: str) -> object:
+    """The config file's YAML as data, `${...}` kept as written; raises `ConfigError`."""
     try:
         text = Path(source).read_text(encoding="utf-8")
     except OSError as exc:
@@ -64,8 +70,17 @@ def load_settings(
         raise ConfigError(source, [problem]) from None
     except UnicodeDecodeError:
         raise ConfigError(source, [ConfigProblem("", "the file is not UTF-8 text")]) from None
-    data = read_yaml(text, source)
-    return parse_settings(data, source=source, environ=os.environ if environ is None else environ)
+    return read_yaml(text, source)
+
+
+def listen_of(data: object, *, source: str, environ: Mapping[str, str]) -> ListenAddress:
+    """Only the `listen` address of a config: enough to ask the proxy running with it, without
+    the credentials that the rest of the file may need from the environment."""
+    ctx = Context(environ)
+    listen = _listen(Node(data, "", ctx).child("listen"))
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+    return listen
 
 
 def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> Settings:
