@@ -97,7 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the proxy in front of built-in emulators of the five supported APIs"
     )
     _add_runtime_options(demo, listen_default="127.0.0.1:8080")
+    demo.add_argument(
+        "--emulators-only",
+        action="store_true",
+        help="run only the emulators, on fixed ports, to point a config of your own at them; "
+        "it prints each one's URL and demo credentials",
+    )
+    demo.add_argument(
+        "--port-base",
+        type=_port_base,
+        metavar="N",
+        help="with --emulators-only: the first emulator's port; the others take the ports "
+        "after it (default: 8081)",
+    )
     return parser
+
+
+def _port_base(text: str) -> int:
+    port = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= port <= 65535 - 8:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65527, not {text!r}")
+    return port
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -> None:
@@ -178,8 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             # Imported here: the emulators (and PyJWT, which they issue tokens with) are the
             # demo's alone, and a proxy never loads them.
-            from authproxy.cli.demo import run_demo
+            from authproxy.cli.demo import DEFAULT_PORT_BASE, run_demo, run_emulators
 
+            if args.port_base is not None and not args.emulators_only:
+                parser.error("--port-base goes with --emulators-only")
+            if args.emulators_only:
+                base = args.port_base or DEFAULT_PORT_BASE
+                return _run(lambda: run_emulators(base), args.loop)
             return _run(lambda: run_demo(args.listen), args.loop)
     except ConfigError as error:
         print(f"authproxy: {REGISTRY.scrub(str(error))}", file=sys.stderr)
