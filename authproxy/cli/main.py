@@ -296,7 +296,7 @@ def _status(path: str, *, as_json: bool) -> int:
         if isinstance(settings, ConfigError):
             raise settings
         document = asyncio.run(stored_status(settings, time.time()))
-        document["source"] += f"; no proxy answered at {listen}"
+        document["proxy"] = f"none answered at {listen}"
     print(json.dumps(document, indent=2) if as_json else format_table(document))
     return EXIT_OK
 

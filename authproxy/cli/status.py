@@ -97,4 +97,7 @@ def format_table(document: dict[str, Any]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    return "\n".join([f"source: {document.get('source', 'running proxy')}", *lines])
+    head = [f"source: {document.get('source', 'running proxy')}"]
+    if "proxy" in document:
+        head.append(f"proxy: {document['proxy']}")
+    return "\n".join([*head, *lines])

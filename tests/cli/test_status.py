@@ -53,9 +53,10 @@ async def test_with_no_proxy_it_says_so_and_reads_the_store(tmp_path: Path) -> N
     code, out, err = await run_cli("status", "--config", str(config), env={UNSET: "pw-status-1"})
     assert code == 0, err
     assert f"no proxy answered at 127.0.0.1:{port}" in err
-    assert out.splitlines()[0] == (
-        f"source: token store ({tmp_path / 'tokens.json'}); no proxy answered at 127.0.0.1:{port}"
-    )
+    assert out.splitlines()[:2] == [
+        f"source: token store ({tmp_path / 'tokens.json'})",
+        f"proxy: none answered at 127.0.0.1:{port}",
+    ]
     assert "pw-status-1" not in out + err
 
 
