@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
-from authproxy import __version__
+from authproxy.cli.parser import build_parser as build_parser  # re-exported: tests, tools
 from authproxy.cli.status import fetch_running_status, format_table, stored_status
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
@@ -34,126 +34,11 @@ from authproxy.logs.setup import configure_logging
 from authproxy.secrets import REGISTRY
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import serve_until_signalled
-from authproxy.server.supervisor import MAX_WORKERS, supervise
+from authproxy.server.supervisor import supervise
 from authproxy.server.worker import bind_worker, serve_worker
 from authproxy.settings import Settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="authproxy",
-        description="A local authenticating reverse proxy: it logs in to upstream APIs with "
-        "stored credentials, keeps their tokens fresh and injects them into every request.",
-    )
-    parser.add_argument("--version", action="version", version=f"authproxy {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = commands.add_parser("serve", help="run the proxy with a config file")
-    serve.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
-    _add_runtime_options(serve, listen_default="the config's listen, else 127.0.0.1:8080")
-    serve.add_argument(
-        "--workers",
-        type=_worker_count,
-        default=1,
-        metavar="N",
-        help=f"processes serving the same port (1-{MAX_WORKERS}, default: 1); they share tokens "
-        "through token_store, so N workers log in once (token_store: memory: once each). "
-        "/-/status and /-/metrics describe the worker that answers",
-    )
-    # Set by the supervisor of `--workers N` on each worker it starts (see server/worker.py).
-    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
-
-    check = commands.add_parser("check", help="validate a config file and exit (2 when invalid)")
-    check.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
-    check.add_argument(
-        "--expand", action="store_true", help="print each route's effective flow, secrets masked"
-    )
-
-    status = commands.add_parser(
-        "status", help="show each route's token state (from the running proxy, else the store)"
-    )
-    status.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    commands.add_parser(
-        "schema",
-        help="print the config's JSON Schema (draft 2020-12), for editors and CI",
-        description="Print the JSON Schema of the config file. It checks keys and the types "
-        "of values; `authproxy check` checks everything else. config.example.yaml points "
-        "editors at a copy of it, docs/config.schema.json.",
-    )
-
-    commands.add_parser(
-        "keygen",
-        help="print a new key for token_store_key (encrypts stored tokens)",
-        description="Print a new random Fernet key. Keep it like a password; give it to the "
-        "proxy as token_store_key: ${AUTHPROXY_TOKEN_KEY} (or ${file:...}).",
-    )
-
-    demo = commands.add_parser(
-        "demo", help="run the proxy in front of built-in emulators of the five supported APIs"
-    )
-    _add_runtime_options(demo, listen_default="127.0.0.1:8080")
-    demo.add_argument(
-        "--emulators-only",
-        action="store_true",
-        help="run only the emulators, on fixed ports, to point a config of your own at them; "
-        "it prints each one's URL and demo credentials",
-    )
-    demo.add_argument(
-        "--port-base",
-        type=_port_base,
-        metavar="N",
-        help="with --emulators-only: the first emulator's port; the others take the ports "
-        "after it (default: 8081)",
-    )
-    return parser
-
-
-def _port_base(text: str) -> int:
-    port = int(text) if text.isascii() and text.isdigit() else 0
-    if not 1 <= port <= 65535 - 8:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65527, not {text!r}")
-    return port
-
-
-def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -> None:
-    parser.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        help=f"address to listen on (default: {listen_default}); a port alone means "
-        "127.0.0.1:PORT; port 0 picks a free port and logs it",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="least severe log level shown (default: info)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default="auto",
-        choices=("auto", "json", "console"),
-        help="JSON lines, or readable console output (default: console on a terminal)",
-    )
-    parser.add_argument(
-        "--loop",
-        default="auto",
-        choices=("auto", "asyncio", "uvloop"),
-        help="event loop (default: uvloop when installed, else asyncio)",
-    )
-
-
-def _worker_count(text: str) -> int:
-    count = int(text) if text.isascii() and text.isdigit() else 0
-    if not 1 <= count <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from 1 to {MAX_WORKERS}, not {text!r}"
-        )
-    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.config, expand=args.expand)
         if args.command == "status":
             return _status(args.config, as_json=args.json)
+        if args.command in ("login", "token"):
+            return _login_or_token(args)
         if args.command == "schema":
             print(json.dumps(config_schema(), indent=2))
             return EXIT_OK
@@ -225,6 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+def _login_or_token(args: argparse.Namespace) -> int:
+    # Warnings (an unwritable store, a refused refresh) go to stderr: stdout is the answer.
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    from authproxy.cli.login import login_command, token_command
+
+    if args.command == "login":
+        return asyncio.run(login_command(args.config, args.route, force=args.force))
+    return asyncio.run(token_command(args.config, args.route, as_json=args.json))
 
 
 def _other_port_hint(command: str) -> str:

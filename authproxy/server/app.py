@@ -42,6 +42,19 @@ if TYPE_CHECKING:
 log = structlog.get_logger("authproxy.server.app")
 
 
+def auth_driver(route: Route, pool: UpstreamPool) -> AuthDriver:
+    """The driver of a route's logins, on the route's own session: what `serve` and
+    `authproxy login` log in with."""
+    assert route.auth is not None
+    return AuthDriver(
+        route.name,
+        pool.session(route.name),
+        route.upstream.origin(),
+        timeout_for(route),
+        deadline=route.auth.timeout,
+    )
+
+
 class Proxy:
     def __init__(
         self,
@@ -149,18 +162,10 @@ class Proxy:
         if previous is not None and previous.spec == route.auth and previous.store_key == key:
             return previous
         assert self._pool is not None
-        session = self._pool.session(route.name)
-        driver = AuthDriver(
-            route.name,
-            session,
-            route.upstream.origin(),
-            timeout_for(route),
-            deadline=route.auth.timeout,
-        )
         return TokenManager(
             route.name,
             route.auth,
-            driver=driver,
+            driver=auth_driver(route, self._pool),
             store=self._stores.local,
             store_key=key,
             clock=self.clock,
