@@ -184,7 +184,8 @@ def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> Non
     fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
+            if hasattr(os, "fchmod"):  # POSIX; on Windows mkstemp already made it private
+                os.fchmod(handle.fileno(), 0o600)
             handle.write(seal(document, cipher))
             handle.flush()
             os.fsync(handle.fileno())
