@@ -44,7 +44,7 @@ async def login_command(path: str, name: str, *, force: bool) -> int:
 
 async def token_command(path: str, name: str, *, as_json: bool) -> int:
     settings = load_settings(path)
-    route = auth_route(settings, name)
+    route = auth_route(settings, name, static=True)  # static credentials are headers too
     async with RouteLogin(settings, route) as login:
         try:
             headers, grant = await login.headers()

@@ -21,6 +21,7 @@ from types import TracebackType
 
 from multidict import CIMultiDict
 
+from authproxy.auth.flow import static_grant
 from authproxy.auth.grant import Grant
 from authproxy.auth.holds import Hold, hold_key, hold_of, hold_record
 from authproxy.auth.inject import CompiledInjector
@@ -46,18 +47,18 @@ class HeldOff(Exception):
         super().__init__(f"route {route!r}: logins are held off")
 
 
-def auth_route(settings: Settings, name: str) -> Route:
-    """The route `name`, with an auth block; ConfigError naming the choices otherwise."""
+def auth_route(settings: Settings, name: str, *, static: bool = False) -> Route:
+    """The route `name`, with a login (`static`: or static credentials); ConfigError naming
+    the choices otherwise."""
     routes = {route.name: route for route in settings.routes}
     route = routes.get(name)
     if route is None:
         choices = ", ".join(routes) or "none"
         problem = ConfigProblem("ROUTE", f"no route named {name!r}; routes: {choices}")
         raise ConfigError(settings.source, [problem])
-    if route.auth is None or route.auth.is_static:
-        problem = ConfigProblem(
-            f"routes.{name}", "has no login: no auth block, or static credentials only"
-        )
+    if route.auth is None or (route.auth.is_static and not static):
+        what = "no auth block" if route.auth is None else "static credentials only"
+        problem = ConfigProblem(f"routes.{name}", f"has no login: {what}")
         raise ConfigError(settings.source, [problem])
     return route
 
@@ -111,9 +112,12 @@ class RouteLogin:
     async def headers(self) -> tuple[CIMultiDict[str], Grant]:
         """The headers the proxy would inject now: with the stored grant while it is usable,
         else after a refresh or a login (the hold honoured)."""
-        stored = await self._load(self.key)
-        usable = stored is not None and self._usable(stored)
-        grant = stored if usable and stored is not None else await self._obtain(stored)
+        if self.spec.is_static:
+            grant = static_grant(self.spec, time.time())
+        elif (stored := await self._load(self.key)) is not None and self._usable(stored):
+            grant = stored
+        else:
+            grant = await self._obtain(stored)
         headers: CIMultiDict[str] = CIMultiDict()
         self._injector.apply(headers, grant)
         return headers, grant

@@ -51,6 +51,9 @@ def write_config(tmp_path: Path, stack: EmulatorStack, store: str | None = None)
         "password: ${LOGIN_TEST_PASSWORD}}\n"
         "  plain:\n"
         f"    upstream: {stack['emnify'].url}\n"
+        "  static:\n"
+        f"    upstream: {stack['emnify'].url}\n"
+        "    auth: {credentials: {key: k-123456}, inject: {headers: {X-Key: '{key}'}}}\n"
     )
     return config
 
@@ -175,7 +178,11 @@ async def test_login_shares_the_token_through_redis(
 
 @pytest.mark.parametrize(
     ("route", "message"),
-    [("nope", "ROUTE: no route named 'nope'; routes: emnify, plain"), ("plain", "has no login")],
+    [
+        ("nope", "ROUTE: no route named 'nope'; routes: emnify, plain, static"),
+        ("plain", "routes.plain: has no login: no auth block"),
+        ("static", "routes.static: has no login: static credentials only"),
+    ],
 )
 async def test_a_route_without_a_login_is_a_config_error(
     route: str, message: str, stack: EmulatorStack, tmp_path: Path
@@ -195,3 +202,15 @@ async def test_a_failed_login_names_the_upstream_status(
     code, _, err = await run_cli("login", "emnify", "--config", str(config), env=ENV)
     assert code == 1
     assert "emnify: login failed (upstream status 503)" in err
+
+
+async def test_token_prints_static_credentials_as_injected(
+    stack: EmulatorStack, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, stack)
+    code, out, err = await run_cli("token", "static", "--config", str(config), env=ENV)
+    assert code == 0, err
+    assert out == "X-Key: k-123456\n"
+    code, _, err = await run_cli("token", "plain", "--config", str(config), env=ENV)
+    assert code == 2
+    assert "routes.plain: has no login: no auth block" in err
