@@ -223,9 +223,27 @@ class TokenManager:
         return self._injector.accepts(grant) and not grant.expired(self._clock.now())
 
     async def _obtain(self) -> Grant:
+        if not self._flight.busy and (stored := self._take_stored()) is not None:
+            return stored
         if not self._flight.busy and (failure := self._backoff.holding(self._clock.now())):
             raise failure
         return await self._flight.join()
+
+    def _take_stored(self) -> Grant | None:
+        """A usable grant another process put in this process's store (`authproxy login` on
+        the token file), installed; None when there is none. A shared store is read by the
+        login itself (`RouteSharing`); a memory store only holds what this process put there."""
+        if self._sharing is not None:
+            return None
+        stored = self._store.load(self.store_key)
+        current = self._grant
+        if stored is None or stored is current or not self._fits(stored):
+            return None
+        if current is not None and stored.values == current.values:
+            return None
+        log.info("using a token another process stored", route=self.route)
+        self._install(stored, announce=False)
+        return stored
 
     def _renew_in_background(self) -> None:
         if self._backoff.holding(self._clock.now()) is None:

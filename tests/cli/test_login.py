@@ -214,3 +214,29 @@ async def test_token_prints_static_credentials_as_injected(
     code, _, err = await run_cli("token", "plain", "--config", str(config), env=ENV)
     assert code == 2
     assert "routes.plain: has no login: no auth block" in err
+
+
+async def test_a_running_proxy_on_the_file_takes_up_what_login_kept(
+    stack: EmulatorStack, tmp_path: Path
+) -> None:
+    """One process on the token file: it takes up the token login wrote, and its own writes
+    keep the tokens login wrote for routes it has not used yet."""
+    config = write_config(tmp_path, stack)
+    cosmic = stack["cosmic"]
+    config.write_text(
+        config.read_text() + f"  cosmic:\n    upstream: {cosmic.url}\n"
+        "    auth: {preset: cosmic, email: demo@example.com, password: demo-password}\n"
+    )
+    proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0", env=ENV)
+    try:
+        for route in ("emnify", "cosmic"):
+            code, _, err = await run_cli("login", route, "--config", str(config), env=ENV)
+            assert code == 0, err
+        assert await get(f"{proxy.url}/emnify/api/v1/endpoint") == 200
+    finally:
+        assert await proxy.stop() == 0
+    assert emnify(stack).logins == 1  # the proxy used the token login kept
+    assert "using a token another process stored" in proxy.text
+    code, _, err = await run_cli("token", "cosmic", "--config", str(config), env=ENV)
+    assert code == 0, err
+    assert cosmic.state.logins == 1  # still in the file after the proxy wrote it
