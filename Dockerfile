@@ -4,7 +4,7 @@
 
 FROM python:3.12-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY authproxy ./authproxy
 # The `speed` extra brings uvloop; authproxy uses it whenever it is installed.
 RUN python -m venv /opt/authproxy \

@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(LOCK)
 	touch $(STAMP)
 
+# `make run LISTEN=127.0.0.1:9000` (or LISTEN=9000) when port 8080 is taken.
+LISTEN ?=
 run: $(STAMP)
-	$(BIN)/authproxy demo
+	$(BIN)/authproxy demo $(if $(LISTEN),--listen $(LISTEN))
 
 test: lint types unit
 

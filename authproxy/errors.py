@@ -4,6 +4,7 @@
     ├── ConfigError                the config cannot be used (CLI exit 2); lists every problem
     ├── PresetProblem              a preset's fields do not fit it (becomes a ConfigProblem)
     ├── StartupError               the proxy cannot start (port in use, refused bind) (exit 1)
+    │   ├── AddressInUse           another program holds the port
     │   └── WorkersFailed          workers could not start, kept dying, or did not stop
     ├── StoreUnavailable           the shared token store does not answer (log in locally)
     ├── UnsafePath                 the target could step out of the route's base path (400)
@@ -67,6 +68,13 @@ class ConfigError(AuthproxyError):
 
 class StartupError(AuthproxyError):
     """The proxy cannot start; the message says why in one line."""
+
+
+class AddressInUse(StartupError):
+    """Another program holds the address: the CLI says how to choose another one."""
+
+    def __init__(self, address: object) -> None:
+        super().__init__(f"cannot listen on {address}: address already in use")
 
 
 class WorkersFailed(StartupError):

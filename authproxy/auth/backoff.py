@@ -31,6 +31,11 @@ class LoginBackoff:
         """The failure that still holds logins off, or None."""
         return self.failure if self.failure is not None and now < self._retry_at else None
 
+    def hold_until(self, until: float, failure: LoginFailed) -> None:
+        """A hold recorded in the token store (`holds.py`): no login before `until`."""
+        self.failure = failure
+        self._retry_at = max(self._retry_at, until)
+
     def succeeded(self) -> None:
         self.failure = None
         self._next_wait = BACKOFF_START

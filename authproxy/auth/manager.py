@@ -26,6 +26,7 @@ from authproxy.auth.flight import LoginFlight
 from authproxy.auth.flow import adopt_from_response
 from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.grant import Grant
+from authproxy.auth.holds import held_failure, hold_key, hold_of, hold_record
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.lifetimes import LifetimeLearner
 from authproxy.auth.ports import Answer, TokenStore
@@ -33,7 +34,7 @@ from authproxy.auth.refusals import RefusalEvidence
 from authproxy.auth.renewal import renew_or_login
 from authproxy.auth.shared import RouteSharing, SharedTokens
 from authproxy.auth.stats import AuthStats, TokenStatus
-from authproxy.errors import LoginFailed
+from authproxy.errors import LoginFailed, LoginRejected
 from authproxy.settings import AuthSpec
 from authproxy.tasks import Tasks
 
@@ -98,6 +99,10 @@ class TokenManager:
             self._grant = make_static_grant(spec, clock.now())
         elif (stored := store.load(store_key)) is not None and self._fits(stored):
             self._install(stored, announce=False)
+        if not spec.is_static and (hold := hold_of(store.load(hold_key(store_key)), clock.now())):
+            # A login refused shortly before (another process, `authproxy login`, or this proxy
+            # before a restart): a restart loop must not try the same password again.
+            self._backoff.hold_until(hold.until, held_failure(route, hold))
 
     @property
     def current_grant(self) -> Grant | None:
@@ -218,9 +223,27 @@ class TokenManager:
         return self._injector.accepts(grant) and not grant.expired(self._clock.now())
 
     async def _obtain(self) -> Grant:
+        if not self._flight.busy and (stored := self._take_stored()) is not None:
+            return stored
         if not self._flight.busy and (failure := self._backoff.holding(self._clock.now())):
             raise failure
         return await self._flight.join()
+
+    def _take_stored(self) -> Grant | None:
+        """A usable grant another process put in this process's store (`authproxy login` on
+        the token file), installed; None when there is none. A shared store is read by the
+        login itself (`RouteSharing`); a memory store only holds what this process put there."""
+        if self._sharing is not None:
+            return None
+        stored = self._store.load(self.store_key)
+        current = self._grant
+        if stored is None or stored is current or not self._fits(stored):
+            return None
+        if current is not None and stored.values == current.values:
+            return None
+        log.info("using a token another process stored", route=self.route)
+        self._install(stored, announce=False)
+        return stored
 
     def _renew_in_background(self) -> None:
         if self._backoff.holding(self._clock.now()) is None:
@@ -253,6 +276,7 @@ class TokenManager:
         self._renew_at = self._renew_deadline(grant)
         self._save(grant)
         if announce:
+            self._keep_hold(None)  # credentials that log in are held off no more
             self.stats.last_login_at = now
             lifetime = None if grant.expires_at is None else round(grant.expires_at - now, 1)
             log.info("token obtained", route=self.route, lifetime_seconds=lifetime)
@@ -277,8 +301,11 @@ class TokenManager:
         self._store.delete(self.store_key)
 
     def _save(self, grant: Grant) -> None:
+        self._save_as(self.store_key, grant)
+
+    def _save_as(self, key: str, grant: Grant) -> None:
         try:
-            self._store.save(self.store_key, grant)
+            self._store.save(key, grant)
         except OSError as error:
             log.warning("could not persist the token", route=self.route, error=type(error).__name__)
 
@@ -286,3 +313,16 @@ class TokenManager:
         now = self._clock.now()
         self.stats.failed(error, now)
         self._backoff.failed(error, now)
+        if isinstance(error, LoginRejected):
+            self._keep_hold(hold_record(error, now, self.spec.relogin_after_rejection))
+
+    def _keep_hold(self, record: Grant | None) -> None:
+        """Record the hold after a rejection in the stores (None: clear it), for the processes
+        and the `authproxy login` that share them (`holds.py`)."""
+        key = hold_key(self.store_key)
+        if record is None:
+            self._store.delete(key)
+        else:
+            self._save_as(key, record)
+        if self._sharing is not None:
+            self._sharing.keep_record(key, record)

@@ -88,6 +88,14 @@ class SharedTokens:
         """The upstream refused `token`: no process should pick it up from the store again."""
         await self._store.delete(key, if_token=token)
 
+    async def put(self, key: str, record: Grant) -> None:
+        """Keep a record outside the login lock (a hold, `holds.py`): its name is its own, and
+        fence 0 never loses to a token's fence, which lives under the token's name."""
+        await self._store.save(key, record, fence=0)
+
+    async def drop(self, key: str) -> None:
+        await self._store.delete(key)
+
 
 def _lives_longer(a: Grant, b: Grant) -> bool:
     if a.expires_at is None:
@@ -169,6 +177,18 @@ class RouteSharing:
             await self._shared.forget(self._key, token)
         except StoreUnavailable:
             self._unreachable()
+
+    def keep_record(self, key: str, record: Grant | None) -> None:
+        """Share (or with None, forget) a record such as a hold, in the background; a store that
+        does not answer loses it, as the hold then only holds in this process."""
+
+        async def write() -> None:
+            try:
+                await (self._shared.drop(key) if record is None else self._shared.put(key, record))
+            except StoreUnavailable:
+                self._unreachable()
+
+        self._tasks.spawn(write(), name=f"hold-record:{self._route}")
 
     def _acceptable(self, grant: Grant) -> bool:
         """Whether a grant found in the shared store can be used instead of logging in."""

@@ -16,115 +16,30 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
-from authproxy import __version__
+from authproxy.cli.parser import ROTATION_HINT
+from authproxy.cli.parser import build_parser as build_parser  # re-exported: tests, tools
 from authproxy.cli.status import fetch_running_status, format_table, stored_status
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
-from authproxy.config.load import load_settings, parse_listen
+from authproxy.config.load import (
+    listen_of,
+    load_settings,
+    parse_listen,
+    parse_settings,
+    read_document,
+)
+from authproxy.config.schema import config_schema
 from authproxy.crypto import generate_key
-from authproxy.errors import ConfigError, ConfigProblem, StartupError
+from authproxy.errors import AddressInUse, ConfigError, ConfigProblem, StartupError
 from authproxy.logs.setup import configure_logging
 from authproxy.secrets import REGISTRY
 from authproxy.server.app import Proxy
 from authproxy.server.lifecycle import serve_until_signalled
-from authproxy.server.supervisor import MAX_WORKERS, supervise
+from authproxy.server.supervisor import supervise
 from authproxy.server.worker import bind_worker, serve_worker
 from authproxy.settings import Settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-ROTATION_HINT = (
-    "To rotate a key without a new login: list the new key first and keep the old one, "
-    "token_store_key: [NEW, OLD], and restart every process; once all run with both, "
-    "drop OLD and restart again."
-)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="authproxy",
-        description="A local authenticating reverse proxy: it logs in to upstream APIs with "
-        "stored credentials, keeps their tokens fresh and injects them into every request.",
-    )
-    parser.add_argument("--version", action="version", version=f"authproxy {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = commands.add_parser("serve", help="run the proxy with a config file")
-    serve.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
-    _add_runtime_options(serve, listen_default="the config's listen, else 127.0.0.1:8080")
-    serve.add_argument(
-        "--workers",
-        type=_worker_count,
-        default=1,
-        metavar="N",
-        help=f"processes serving the same port (1-{MAX_WORKERS}, default: 1); they share tokens "
-        "through token_store, so N workers log in once (token_store: memory: once each), and "
-        "rate limits. /-/status and /-/metrics show the sum of all workers",
-    )
-    # Set by the supervisor of `--workers N` on each worker it starts (see server/worker.py).
-    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
-
-    check = commands.add_parser("check", help="validate a config file and exit (2 when invalid)")
-    check.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
-    check.add_argument(
-        "--expand", action="store_true", help="print each route's effective flow, secrets masked"
-    )
-
-    status = commands.add_parser(
-        "status", help="show each route's token state (from the running proxy, else the store)"
-    )
-    status.add_argument("--config", "-c", required=True, metavar="PATH", help="YAML config file")
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    commands.add_parser(
-        "keygen",
-        help="print a new key for token_store_key (encrypts stored tokens)",
-        description="Print a new random Fernet key. Keep it like a password; give it to the "
-        "proxy as token_store_key: ${AUTHPROXY_TOKEN_KEY} (or ${file:...}). " + ROTATION_HINT,
-    )
-
-    demo = commands.add_parser(
-        "demo", help="run the proxy in front of built-in emulators of the five supported APIs"
-    )
-    _add_runtime_options(demo, listen_default="127.0.0.1:8080")
-    return parser
-
-
-def _add_runtime_options(parser: argparse.ArgumentParser, listen_default: str) -> None:
-    parser.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        help=f"address to listen on (default: {listen_default}); "
-        "port 0 picks a free port and logs it; unix:/PATH listens on a Unix socket",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="least severe log level shown (default: info)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default="auto",
-        choices=("auto", "json", "console"),
-        help="JSON lines, or readable console output (default: console on a terminal)",
-    )
-    parser.add_argument(
-        "--loop",
-        default="auto",
-        choices=("auto", "asyncio", "uvloop"),
-        help="event loop (default: uvloop when installed, else asyncio)",
-    )
-
-
-def _worker_count(text: str) -> int:
-    count = int(text) if text.isascii() and text.isdigit() else 0
-    if not 1 <= count <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from 1 to {MAX_WORKERS}, not {text!r}"
-        )
-    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.config, expand=args.expand)
         if args.command == "status":
             return _status(args.config, as_json=args.json)
+        if args.command in ("login", "token"):
+            return _login_or_token(args)
+        if args.command == "schema":
+            print(json.dumps(config_schema(), indent=2))
+            return EXIT_OK
         if args.command == "keygen":
             print(generate_key())
             # On stderr: `KEY=$(authproxy keygen)` captures the key alone.
@@ -168,12 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             # Imported here: the emulators (and PyJWT, which they issue tokens with) are the
             # demo's alone, and a proxy never loads them.
-            from authproxy.cli.demo import run_demo
+            from authproxy.cli.demo import DEFAULT_PORT_BASE, run_demo, run_emulators
 
+            if args.port_base is not None and not args.emulators_only:
+                parser.error("--port-base goes with --emulators-only")
+            if args.emulators_only:
+                base = args.port_base or DEFAULT_PORT_BASE
+                return _run(lambda: run_emulators(base), args.loop)
             return _run(lambda: run_demo(args.listen), args.loop)
     except ConfigError as error:
         print(f"authproxy: {REGISTRY.scrub(str(error))}", file=sys.stderr)
         return EXIT_CONFIG
+    except AddressInUse as error:
+        print(f"authproxy: {error}; {_other_port_hint(args.command)}", file=sys.stderr)
+        return EXIT_RUNTIME
     except StartupError as error:
         print(f"authproxy: {REGISTRY.scrub(str(error))}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -187,6 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+def _login_or_token(args: argparse.Namespace) -> int:
+    # Warnings (an unwritable store, a refused refresh) go to stderr: stdout is the answer.
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    from authproxy.cli.login import login_command, token_command
+
+    if args.command == "login":
+        return asyncio.run(login_command(args.config, args.route, force=args.force))
+    return asyncio.run(token_command(args.config, args.route, as_json=args.json))
+
+
+def _other_port_hint(command: str) -> str:
+    """How to pick another port: the port is often taken by another program, or a second demo."""
+    if command == "demo":
+        return "choose another port: --listen 127.0.0.1:9000 (make run LISTEN=127.0.0.1:9000)"
+    return "choose another port: --listen 127.0.0.1:9000, or the config's listen"
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
@@ -230,12 +175,28 @@ def _check(path: str, *, expand: bool) -> int:
 
 
 def _status(path: str, *, as_json: bool) -> int:
-    settings = load_settings(path)
-    document = fetch_running_status(settings)
+    """Ask the proxy at the config's `listen`; only when none answers, read the token store.
+
+    Asking needs only `listen`: a credential variable unset in this shell is no reason to
+    fail. Reading the store needs them all (tokens are stored under names made from them).
+    """
+    data = read_document(path)
+    listen = listen_of(data, source=path, environ=os.environ)
+    try:
+        # Read first in any case: whatever secrets resolve are registered, so that an older
+        # proxy's answer is masked too (cli/status.py).
+        settings: Settings | ConfigError = parse_settings(data, source=path, environ=os.environ)
+    except ConfigError as error:
+        settings = error
+    document = fetch_running_status(listen)
     if document is not None:
-        document["source"] = f"running proxy at {settings.listen}"
+        document["source"] = f"running proxy at {listen}"
     else:
+        print(f"authproxy: no proxy answered at {listen}; reading the token store", file=sys.stderr)
+        if isinstance(settings, ConfigError):
+            raise settings
         document = asyncio.run(stored_status(settings, time.time()))
+        document["proxy"] = f"none answered at {listen}"
     print(json.dumps(document, indent=2) if as_json else format_table(document))
     return EXIT_OK
 

@@ -16,13 +16,13 @@ from authproxy.errors import StoreUnavailable
 from authproxy.gateway.status import iso
 from authproxy.http_syntax import bracket_host
 from authproxy.secrets import masked
-from authproxy.settings import Route, Settings
+from authproxy.settings import ListenAddress, Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.names import store_key
 
 
-def fetch_running_status(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
-    listen = settings.listen
+def fetch_running_status(listen: ListenAddress, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The running proxy's /-/status at `listen`, or None when none answers there."""
     if listen.port == 0:
         return None
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else listen.host  # noqa: S104
@@ -97,4 +97,7 @@ def format_table(document: dict[str, Any]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    return "\n".join([f"source: {document.get('source', 'running proxy')}", *lines])
+    head = [f"source: {document.get('source', 'running proxy')}"]
+    if "proxy" in document:
+        head.append(f"proxy: {document['proxy']}")
+    return "\n".join([*head, *lines])

@@ -8,6 +8,7 @@ will build is built once here, so a flow that cannot inject fails at start, not 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -27,6 +28,12 @@ COMMON_KEYS = (
 
 # Stands in for a flow that failed, so its common options are still read and checked.
 _NO_FLOW = AuthSpec(None, MappingProxyType({}), None, (), ExpirySpec("none"), InjectSpec())
+
+
+def auth_fields() -> frozenset[str]:
+    """Every key an auth block may hold, whatever its flow: a hint where one is misplaced."""
+    presets = (field for preset in PRESETS.values() for field in preset.fields)
+    return frozenset({"preset", *COMMON_KEYS, *CUSTOM_KEYS, *presets})
 
 
 def parse_auth(node: Node) -> AuthSpec | None:
@@ -59,21 +66,14 @@ def _custom_flow(node: Node) -> AuthSpec | None:
 
 
 def _preset_flow(node: Node) -> AuthSpec | None:
-    preset = _preset(node.child("preset"))
+    preset, meant = _preset(node.child("preset"))
     if preset is None:
+        # The block's other problems still count: read it as the preset probably meant, or
+        # against every preset's fields when none is close.
+        _preset_fields(node, [meant] if meant else list(PRESETS.values()))
         return None
     before = len(node.ctx.problems)
-    node.keys(("preset", *preset.fields, *COMMON_KEYS))
-    credentials: dict[str, Secret] = {}
-    for key in preset.secret_fields:
-        if (secret := node.child(key).credential()) is not None:
-            credentials[key] = secret
-    options: dict[str, str] = {}
-    for key in preset.option_fields:
-        if (option := _option(node.child(key))) is not None:
-            options[key] = option
-    for key in preset.table_fields:
-        options.update(_table(key, node.child(key)))
+    credentials, options = _preset_fields(node, [preset])
     if len(node.ctx.problems) > before:
         return None  # the preset would only add "required" for a misspelled or unset field
     try:
@@ -83,14 +83,35 @@ def _preset_flow(node: Node) -> AuthSpec | None:
         return None
 
 
-def _preset(node: Node) -> Preset | None:
+def _preset_fields(node: Node, presets: list[Preset]) -> tuple[dict[str, Secret], dict[str, str]]:
+    """The credentials and options of `presets`' fields; other keys are problems."""
+    secret_fields = dict.fromkeys(key for preset in presets for key in preset.secret_fields)
+    option_fields = dict.fromkeys(key for preset in presets for key in preset.option_fields)
+    table_fields = dict.fromkeys(key for preset in presets for key in preset.table_fields)
+    node.keys(("preset", *secret_fields, *option_fields, *table_fields, *COMMON_KEYS))
+    credentials: dict[str, Secret] = {}
+    for key in secret_fields:
+        if (secret := node.child(key).credential()) is not None:
+            credentials[key] = secret
+    options: dict[str, str] = {}
+    for key in option_fields:
+        if (option := _option(node.child(key))) is not None:
+            options[key] = option
+    for key in table_fields:
+        options.update(_table(key, node.child(key)))
+    return credentials, options
+
+
+def _preset(node: Node) -> tuple[Preset | None, Preset | None]:
+    """The preset named, or None and the one probably meant (a near miss), if any."""
     name = node.string(required=True, secret=False)
     if name is None or name in PRESETS:
-        return PRESETS.get(name or "")
+        return PRESETS.get(name or ""), None
     hint = did_you_mean(name, PRESETS)
     presets = ", ".join(sorted(PRESETS))
     node.problem(f"unknown preset '{name}'; {hint + ' ' if hint else ''}presets: {presets}")
-    return None
+    close = difflib.get_close_matches(name, list(PRESETS), n=1)
+    return None, PRESETS[close[0]] if close else None
 
 
 def _option(node: Node) -> str | None:

@@ -36,6 +36,9 @@ CUSTOM_KEYS = (
     "strip_response_headers",
 )
 REQUEST_KEYS = ("method", "path", "url", "format", "body", "headers")
+REFRESH_KEYS = (*REQUEST_KEYS, "requires")
+TOKEN_KEYS, EXPIRY_KEYS = ("from", "key", "refresh_key", "extra"), ("from", "key", "seconds")
+INJECT_KEYS, ADOPT_KEYS = ("headers", "defaults"), ("trigger", "headers")
 EXPIRY_SOURCES: tuple[str, ...] = get_args(ExpirySource)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a template placeholder can name
@@ -43,22 +46,22 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a template placeholder can
 
 def parse_custom_flow(node: Node) -> AuthSpec | None:
     """The flow a route spells out under `CUSTOM_KEYS`; the caller checks which keys are allowed."""
-    credentials = _credentials(node.child("credentials"))
+    credentials, declared = _credentials(node.child("credentials"))
     login_node = node.child("login")
     static = login_node.missing
     if static:  # static credentials: nothing is logged in to, so nothing is captured or refreshed
         for key in ("token", "refresh"):
             if not node.child(key).missing:
                 node.child(key).problem("only used with login")
-    login = None if static else _request(login_node, set(credentials))
+    login = None if static else _request(login_node, declared)
     captures = () if static else _captures(node.child("token"))
-    for name in set(credentials) & {capture.name for capture in captures}:
+    for name in declared & {capture.name for capture in captures}:
         node.child("credentials").child(name).problem("is also the name of a captured value")
-    names = set(credentials) | {capture.name for capture in captures}
+    names = declared | {capture.name for capture in captures}
     expiry = _expiry(node.child("expiry"))
     refresh_node, adopt_node = node.child("refresh"), node.child("adopt")
     refresh = None if static or refresh_node.missing else _refresh(refresh_node, names, captures)
-    inject = _inject(node.child("inject"), credentials, captures)
+    inject = _inject(node.child("inject"), declared, captures)
     adopt = None if adopt_node.missing else _adopt(adopt_node, names)
     strip = _header_list(node.child("strip_response_headers"))
     if inject is None:
@@ -66,18 +69,25 @@ def parse_custom_flow(node: Node) -> AuthSpec | None:
     return AuthSpec(None, credentials, login, captures, expiry, inject, refresh, adopt, strip)
 
 
-def _credentials(node: Node) -> dict[str, Secret]:
+def _credentials(node: Node) -> tuple[dict[str, Secret], set[str]]:
+    """The credentials with a value, and all names declared: a template reading a credential
+    whose variable is unset names one that exists (reported once, as unset), not an unknown."""
     credentials: dict[str, Secret] = {}
+    declared: set[str] = set()
     for name, child in node.pairs():
         if not _NAME.fullmatch(name):
             child.problem("a credential name is letters, digits and '_', not starting with a digit")
-        elif secret := child.credential():
+            continue
+        declared.add(name)
+        if secret := child.credential():
             credentials[name] = secret
-    return credentials
+    return credentials, declared
 
 
-def _request(node: Node, names: set[str], extra_keys: tuple[str, ...] = ()) -> RequestSpec | None:
-    if not node.keys((*REQUEST_KEYS, *extra_keys)):
+def _request(
+    node: Node, names: set[str], keys: tuple[str, ...] = REQUEST_KEYS
+) -> RequestSpec | None:
+    if not node.keys(keys):
         return None
     method = node.child("method").string("POST", secret=False).upper()
     if not is_token(method):
@@ -95,7 +105,7 @@ def _captures(node: Node) -> tuple[Capture, ...]:
     if node.missing:
         node.problem("required with login: where the answer holds the token, e.g. {key: token}")
         return ()
-    if not node.keys(("from", "key", "refresh_key", "extra")):
+    if not node.keys(TOKEN_KEYS):
         return ()
     choice = node.child("from").choice(("body", "header"), "body", "source")
     source = cast(Literal["body", "header"], choice)
@@ -127,7 +137,7 @@ def _keys(node: Node, *, required: bool = False) -> tuple[str, ...]:
 
 
 def _expiry(node: Node) -> ExpirySpec:
-    if node.missing or not node.keys(("from", "key", "seconds")):
+    if node.missing or not node.keys(EXPIRY_KEYS):
         return ExpirySpec("none")
     source = node.child("from").choice(EXPIRY_SOURCES, None, "source")
     if source is None:
@@ -148,7 +158,7 @@ def _expiry(node: Node) -> ExpirySpec:
 
 
 def _refresh(node: Node, names: set[str], captures: tuple[Capture, ...]) -> RefreshSpec | None:
-    request = _request(node, names, ("requires",))
+    request = _request(node, names, REFRESH_KEYS)
     requires_node = node.child("requires")
     requires = requires_node.string("refresh_token", secret=False)
     if requires not in {capture.name for capture in captures}:
@@ -160,12 +170,12 @@ def _refresh(node: Node, names: set[str], captures: tuple[Capture, ...]) -> Refr
 
 
 def _inject(
-    node: Node, credentials: Mapping[str, Secret], captures: tuple[Capture, ...]
+    node: Node, credentials: Collection[str], captures: tuple[Capture, ...]
 ) -> InjectSpec | None:
     if node.missing:
         node.problem("required: the headers each request gets, e.g. {headers: {X-Key: '{key}'}}")
         return None
-    if not node.keys(("headers", "defaults")):
+    if not node.keys(INJECT_KEYS):
         return None
     # The same split as CompiledInjector: an optional capture may be absent when a header is built.
     names = set(credentials) | {capture.name for capture in captures if capture.required}
@@ -179,7 +189,7 @@ def _inject(
 
 
 def _adopt(node: Node, names: set[str]) -> AdoptSpec | None:
-    if not node.keys(("trigger", "headers")):
+    if not node.keys(ADOPT_KEYS):
         return None
     trigger = _header_name(node.child("trigger"))
     headers_node = node.child("headers")

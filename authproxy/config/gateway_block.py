@@ -146,7 +146,7 @@ def _rate_limit(node: Node) -> RateLimit | None:
     burst_node = node.child("burst")
     burst = burst_node.integer(max(1, math.ceil(rate)), minimum=1)
     if node.child("rate").missing:
-        node.problem("'rate' (requests per second) is required")
+        node.child("rate").problem("required: the requests per second this client may make")
         return None
     return RateLimit(rate, burst)
 
@@ -179,7 +179,7 @@ def _store_key(node: Node) -> Secret | None:
     try:
         TokenCipher.from_key(text.value)
     except ValueError as error:
-        node.problem(str(error))
+        node.problem(f"{error}; make one with `authproxy keygen`")
         return None
     return Secret(text.value, text.origin)
 

@@ -27,11 +27,11 @@ from authproxy.config.gateway_block import (
     startup_problems,
 )
 from authproxy.config.interpolate import expand_home, home, reason
-from authproxy.config.limits import parse_limits, parse_upstream_block
+from authproxy.config.limits import LIMIT_KEYS, UPSTREAM_KEYS, parse_limits, parse_upstream_block
 from authproxy.config.node import Context, Node
 from authproxy.config.outbound import apply_proxies
 from authproxy.config.reader import read_yaml
-from authproxy.config.routes_block import parse_routes
+from authproxy.config.routes_block import ROUTE_KEYS, parse_routes
 from authproxy.config.serving import parse_listen_mode, parse_log_format, unix_listen
 from authproxy.errors import ConfigError, ConfigProblem
 from authproxy.secrets import Secret
@@ -62,6 +62,12 @@ def load_settings(
 ) -> Settings:
     """Read and parse the config file at `path`; raises `ConfigError` listing every problem."""
     source = os.fspath(path)
+    data = read_document(source)
+    return parse_settings(data, source=source, environ=os.environ if environ is None else environ)
+
+
+def read_document(source: str) -> object:
+    """The config file's YAML as data, `${...}` kept as written; raises `ConfigError`."""
     try:
         text = Path(source).read_text(encoding="utf-8")
     except OSError as exc:
@@ -69,8 +75,17 @@ def load_settings(
         raise ConfigError(source, [problem]) from None
     except UnicodeDecodeError:
         raise ConfigError(source, [ConfigProblem("", "the file is not UTF-8 text")]) from None
-    data = read_yaml(text, source)
-    return parse_settings(data, source=source, environ=os.environ if environ is None else environ)
+    return read_yaml(text, source)
+
+
+def listen_of(data: object, *, source: str, environ: Mapping[str, str]) -> ListenAddress:
+    """Only the `listen` address of a config: enough to ask the proxy running with it, without
+    the credentials that the rest of the file may need from the environment."""
+    ctx = Context(environ)
+    listen = _listen(Node(data, "", ctx).child("listen"))
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+    return listen
 
 
 def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> Settings:
@@ -80,7 +95,7 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
         raise ConfigError(source, [ConfigProblem("", message)])
     ctx = Context(environ)
     root = Node(data, "", ctx)
-    root.keys(TOP_KEYS)
+    root.keys(TOP_KEYS, _misplaced_at_top())
     listen = _listen(root.child("listen"))
     keys = parse_store_keys(root.child("token_store_key"))
     token_store = _token_store(root.child("token_store"), environ, keys[0] if keys else None)
@@ -116,11 +131,23 @@ def parse_settings(data: object, *, source: str, environ: Mapping[str, str]) -> 
     return settings
 
 
+def _misplaced_at_top() -> dict[str, str]:
+    """Keys of a block written at the top level, and the block each belongs in."""
+    where = dict.fromkeys(LIMIT_KEYS, "limits") | dict.fromkeys(UPSTREAM_KEYS, "upstream")
+    return where | dict.fromkeys(set(ROUTE_KEYS) - set(TOP_KEYS), "routes.<name>")
+
+
 def parse_listen(text: str) -> ListenAddress:
     """Parse `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:9000`); port 0 picks one.
-    `unix:/path` is a Unix socket."""
+
+    A port alone (`9000`) means loopback, `127.0.0.1:9000`: the safe address, and what someone
+    who only wants another port means.
+    `unix:/path` is a Unix socket.
+    """
     if text.startswith("unix:"):
         return unix_listen(text.removeprefix("unix:"))
+    if text.isascii() and text.isdigit():
+        text = f"{ListenAddress().host}:{text}"
     if text.startswith("["):
         host, bracket, port = text[1:].partition("]:")
         if not bracket:
@@ -155,6 +182,8 @@ def default_token_store_path(environ: Mapping[str, str]) -> str:
 
 
 def _listen(node: Node) -> ListenAddress:
+    if isinstance(node.value, int) and not isinstance(node.value, bool):
+        node = Node(str(node.value), node.path, node.ctx)  # `listen: 9000`, a port alone
     text = node.string(str(ListenAddress()), secret=False)
     try:
         return parse_listen(text)

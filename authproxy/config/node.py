@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
 from authproxy.config.interpolate import Text, interpolate
+from authproxy.config.shape import FRACTION
+from authproxy.config.shapes import UNITS
 from authproxy.errors import ConfigProblem
 from authproxy.secrets import Secret
 
@@ -48,11 +51,19 @@ class Node:
         value = self.value.get(key, MISSING) if isinstance(self.value, dict) else MISSING
         return Node(value, f"{self.path}.{key}" if self.path else key, self.ctx)
 
-    def keys(self, allowed: Collection[str]) -> bool:
-        """Check that this is a mapping holding only `allowed` keys; False if not a mapping."""
+    def keys(self, allowed: Collection[str], elsewhere: Mapping[str, str] | None = None) -> bool:
+        """Check that this is a mapping holding only `allowed` keys; False if not a mapping.
+
+        `elsewhere` names the block a key not allowed here belongs in: a hint to move it beats a
+        did-you-mean to the nearest name (`username` at route level is not `upstream`).
+        """
         entries = self.entries()
         for key, node in entries or ():
-            if key not in allowed:
+            if key in allowed:
+                continue
+            if elsewhere and key in elsewhere:
+                node.problem(f"belongs under '{elsewhere[key]}': move it there")
+            else:
                 node.problem(unknown("key", key, allowed, quote=False))
         return entries is not None
 
@@ -165,12 +176,29 @@ class Node:
         if value is MISSING:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(f"expected a number, got {_kind(value)}")
+            self.problem(self._unit_hint(value) or f"expected a number, got {_kind(value)}")
             return None
         if not math.isfinite(value):
             self.problem("expected a finite number")
             return None
         return float(value)
+
+    def _unit_hint(self, value: object) -> str:
+        """`5s` where seconds are meant: say to write `5`. Only for a value written in the file:
+        one that came from the environment is never quoted."""
+        literal = isinstance(self.value, str) and "${" not in self.value
+        match = _WITH_UNIT.fullmatch(value) if literal and isinstance(value, str) else None
+        if match is None:
+            return ""
+        unit = UNITS.get(self.path.rpartition(".")[2], "")
+        factor = _SCALES.get(unit, {}).get(match[2].lower())
+        if factor is None:
+            return f"expected a number, got '{value}': write the number alone" + (
+                f", in {unit}" if unit else ""
+            )
+        number = float(match[1]) * factor
+        shown = str(int(number)) if number.is_integer() else f"{number:g}"
+        return f"expected a number, got '{value}': write {shown} ({unit})"
 
     def _scalar(self) -> object:
         """The value, MISSING if absent or unresolvable; `${...}` text is typed as YAML would."""
@@ -187,6 +215,13 @@ class Node:
             except ValueError:
                 pass
         return text.value
+
+
+# A number followed by a unit (`5s`, `80%`, `64MiB`), and what each unit is in the key's own.
+_WITH_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z%]+)\s*")
+_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+_BYTES = {"b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2}
+_SCALES = {"seconds": _SECONDS, "bytes": _BYTES | {"gib": 1024**3}, FRACTION: {"%": 0.01}}
 
 
 def _kind(value: object) -> str:

@@ -8,6 +8,8 @@ line and column, never the line itself: it may hold a literal secret.
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from authproxy.config.interpolate import Shield
@@ -38,9 +40,51 @@ def _yaml_message(exc: yaml.YAMLError, shield: Shield) -> str:
         # The mark counts in the shielded text; tokens differ in length from what they replace,
         # so measure the line up to the mark in the user's text. Lines match: no token spans one.
         column = len(shield.restore(shield.text[mark.index - mark.column : mark.index]))
-        problem = shield.restore(exc.problem or "syntax error")
+        problem = plain_yaml_problem(shield.restore(exc.problem or "syntax error"))
         return f"invalid YAML at line {mark.line + 1}, column {column + 1}: {problem}"
     return "invalid YAML"
+
+
+# PyYAML's words for a problem, and what they mean to someone editing a config. The parser's
+# words stay the fallback, in parentheses, for a problem not listed.
+_PLAIN = (
+    (
+        r"mapping values are not allowed here",
+        "a ':' where none can be: quote a value that holds ': ', or indent this line as its key",
+    ),
+    (r"found character '\\t' that cannot start any token", "a tab: indent with spaces only"),
+    (
+        r"found character '(.)' that cannot start any token",
+        "a value cannot start with '{0}': put it in quotes",
+    ),
+    (r"expected ',' or '\]', but got", "a [list] is not closed with ']', or lacks a ','"),
+    (r"expected ',' or '\}', but got", "a {{mapping}} is not closed with '}}', or lacks a ','"),
+    (
+        r"expected <block end>|did not find expected key",
+        "this line is not indented like the lines above it",
+    ),
+    (r"did not find expected '-' indicator", "this line does not line up with the list above"),
+    (
+        r"found unknown escape character",
+        "an unknown backslash escape in double quotes: use single quotes, or write '\\\\'",
+    ),
+    (r"found undefined alias '(.*)'", "'*{0}' refers to an anchor '&{0}' that is not defined"),
+    (r"found unexpected end of stream", "the file ends inside a quoted value: close the quote"),
+    (r"could not find expected ':'", "a key without ':', or a quoted value not closed"),
+    (
+        r"expected '<document start>', but found",
+        "something follows the end of the settings: a stray bracket or quote",
+    ),
+    (r"duplicate key '(.*)'", "the key '{0}' appears twice in the same mapping"),
+)
+
+
+def plain_yaml_problem(problem: str) -> str:
+    """PyYAML's problem, said plainly (the list above), else as it is, marked as the parser's."""
+    for pattern, plain in _PLAIN:
+        if match := re.match(pattern, problem):
+            return plain.format(*match.groups())
+    return f"not valid YAML here (the parser says: {problem})"
 
 
 class _StrictLoader(yaml.SafeLoader):

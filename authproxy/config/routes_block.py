@@ -13,7 +13,7 @@ import re
 
 from yarl import URL
 
-from authproxy.config.auth_block import parse_auth
+from authproxy.config.auth_block import auth_fields, parse_auth
 from authproxy.config.headers_block import parse_header_rules
 from authproxy.config.interpolate import expand_home, register_beyond_origin
 from authproxy.config.node import Node
@@ -32,6 +32,8 @@ ROUTE_KEYS = (
     "proxy",
 )
 CORS_KEYS = ("origins", "methods", "headers", "max_age")
+TIMEOUT_KEYS = ("connect", "read")
+TLS_KEYS = ("verify", "ca_file")
 
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -64,7 +66,7 @@ def parse_routes(node: Node) -> tuple[Route, ...]:
 def _route(name: str, node: Node) -> Route | None:
     if not _ROUTE_NAME.fullmatch(name):
         node.problem("a route name may only hold letters, digits, '-' and '_'")
-    if not node.keys(ROUTE_KEYS):
+    if not node.keys(ROUTE_KEYS, dict.fromkeys(auth_fields() - set(ROUTE_KEYS), "auth")):
         return None
     upstream = _upstream(node.child("upstream"))
     prefix = _prefix(node.child("prefix"), name)
@@ -124,7 +126,7 @@ def _prefix(node: Node, name: str) -> str:
 
 
 def _timeouts(node: Node) -> Timeouts:
-    if node.missing or not node.keys(("connect", "read")):
+    if node.missing or not node.keys(TIMEOUT_KEYS):
         return Timeouts()
     default = Timeouts()
     return Timeouts(
@@ -201,7 +203,7 @@ def _tokens(node: Node, noun: str, *, upper: bool) -> tuple[str, ...]:
 
 
 def _tls(node: Node) -> TlsSettings:
-    if node.missing or not node.keys(("verify", "ca_file")):
+    if node.missing or not node.keys(TLS_KEYS):
         return TlsSettings()
     ca_node = node.child("ca_file")
     ca_file = None if ca_node.missing else ca_node.string(required=True, secret=False)

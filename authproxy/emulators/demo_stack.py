@@ -49,12 +49,14 @@ class EmulatorStack:
     def emulators(self) -> Mapping[str, RunningEmulator]:
         return MappingProxyType(self._emulators)
 
-    async def serve(self, demo: DemoApi, app: web.Application, host: str) -> RunningEmulator:
-        """Serve `app` on a free port of `host` and list it under the demo's name."""
+    async def serve(
+        self, demo: DemoApi, app: web.Application, host: str, port: int = 0
+    ) -> RunningEmulator:
+        """Serve `app` on `port` of `host` (0: a free one) and list it under the demo's name."""
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runners.append(runner)  # before start(): a failed bind must still be cleaned up
-        await web.TCPSite(runner, host, 0).start()
+        await web.TCPSite(runner, host, port).start()
         port = runner.addresses[0][1]
         url = str(URL.build(scheme="http", host=host, port=port))
         running = RunningEmulator(demo.name, url, emulator_state(app), demo)
@@ -79,12 +81,16 @@ class EmulatorStack:
         await self.close()
 
 
-async def start_emulators(host: str = "127.0.0.1", *, clock: Clock = time.time) -> EmulatorStack:
-    """Serve every emulator of `DEMOS` (demo settings) on `host`, each on its own free port."""
+async def start_emulators(
+    host: str = "127.0.0.1", *, clock: Clock = time.time, port_base: int | None = None
+) -> EmulatorStack:
+    """Serve every emulator of `DEMOS` (demo settings) on `host`, each on its own free port, or
+    with `port_base` on fixed ones: the first on `port_base`, the next on the port after, ..."""
     stack = EmulatorStack()
     try:
-        for demo in DEMOS:
-            await stack.serve(demo, demo.make_app(clock), host)
+        for index, demo in enumerate(DEMOS):
+            port = 0 if port_base is None else port_base + index
+            await stack.serve(demo, demo.make_app(clock), host, port)
     except BaseException:
         # Stop the ones already running (a port taken, a cancelled demo) before propagating.
         await stack.close()

@@ -14,7 +14,6 @@ shareable: a read, a compare and a write, done atomically wherever the TAT lives
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import mmap
 import os
@@ -100,6 +99,9 @@ class RateTable:
     though all of them inherited one open file (a `flock` there would be shared by all)."""
 
     def __init__(self, fd: int, clock: Callable[[], float] = time.monotonic) -> None:
+        import fcntl  # here, not at the top: POSIX only, and `check` must import on Windows
+
+        self._lockf, self._exclusive, self._unlock = fcntl.lockf, fcntl.LOCK_EX, fcntl.LOCK_UN
         self._fd = fd
         self._map = mmap.mmap(fd, TABLE_SIZE)
         self._clock = clock
@@ -107,7 +109,7 @@ class RateTable:
         self._fallback = LocalRates(clock)  # for a client beyond a full table
 
     def take(self, client: str, limit: RateLimit) -> float:
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        self._lockf(self._fd, self._exclusive)
         try:
             slot = self._slots.get(client)
             if slot is None:
@@ -120,7 +122,7 @@ class RateTable:
             _SLOT.pack_into(self._map, slot, key, tat)
             return wait
         finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            self._lockf(self._fd, self._unlock)
 
     def _find(self, client: str) -> int | None:
         """The slot of `client`, claimed if new (the lock is held); None if the table is full."""

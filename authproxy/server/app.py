@@ -48,6 +48,43 @@ if TYPE_CHECKING:
 log = structlog.get_logger("authproxy.server.app")
 
 
+def auth_driver(route: Route, pool: UpstreamPool) -> AuthDriver:
+    """The driver of a route's logins, on the route's own session: what `serve` and
+    `authproxy login` log in with."""
+    assert route.auth is not None
+    return AuthDriver(
+        route.name,
+        pool.session(route.name),
+        route.upstream.origin(),
+        timeout_for(route),
+        deadline=route.auth.timeout,
+        elsewhere=_login_sessions(route, route.auth, pool),
+    )
+
+
+def _login_sessions(
+    route: Route, auth: AuthSpec, pool: UpstreamPool
+) -> list[tuple[URL, ClientSession]]:
+    """A session for each other origin the route logs in at (an identity provider).
+
+    Each comes from the pool as if it were a route of its own to that origin, with the route's
+    TLS settings and that origin's outbound-proxy decision: it refuses every other origin like
+    the upstream's session does.
+    """
+    sessions = []
+    for origin in elsewhere(auth, route.upstream):
+        # A space is never in a route name: this one cannot take a configured route's place.
+        login = replace(
+            route,
+            name=f"{route.name} login at {origin}",
+            upstream=origin,
+            proxy=route.login_proxies.get(str(origin)),
+        )
+        pool.add(login)
+        sessions.append((origin, pool.session(login.name)))
+    return sessions
+
+
 class Proxy:
     def __init__(
         self,
@@ -172,45 +209,16 @@ class Proxy:
         if previous is not None and previous.spec == route.auth and previous.store_key == key:
             return previous
         assert self._pool is not None
-        session = self._pool.session(route.name)
-        driver = AuthDriver(
-            route.name,
-            session,
-            route.upstream.origin(),
-            timeout_for(route),
-            deadline=route.auth.timeout,
-            elsewhere=self._login_sessions(route, route.auth),
-        )
         return TokenManager(
             route.name,
             route.auth,
-            driver=driver,
+            driver=auth_driver(route, self._pool),
             store=self._stores.local,
             store_key=key,
             clock=self.clock,
             tasks=self.tasks,
             shared=self._shared,
         )
-
-    def _login_sessions(self, route: Route, auth: AuthSpec) -> list[tuple[URL, ClientSession]]:
-        """A session for each other origin the route logs in at (an identity provider).
-
-        Each comes from the pool as if it were a route of its own to that origin, with the
-        route's TLS settings: it refuses every other origin like the upstream's session does.
-        """
-        assert self._pool is not None
-        sessions = []
-        for origin in elsewhere(auth, route.upstream):
-            # A space is never in a route name: this one cannot take a configured route's place.
-            login = replace(
-                route,
-                name=f"{route.name} login at {origin}",
-                upstream=origin,
-                proxy=route.login_proxies.get(str(origin)),
-            )
-            self._pool.add(login)
-            sessions.append((origin, self._pool.session(login.name)))
-        return sessions
 
     def reload(self, new: Settings) -> None:
         """Apply a new config to new requests; in-flight ones finish with what they started with.

@@ -139,7 +139,7 @@ class Dispatcher:
         except AmbiguousPath as error:
             return problem_response(400, str(error), kind="ambiguous-path")
         if match is None:
-            return problem_response(404, "no route matches this path", kind="unknown-route")
+            return _unknown_route(routing)
         route = match.route
         exchange.route = route.name
         if caller is not None and not routing.gate.allows(caller.client, route.name):
@@ -192,6 +192,20 @@ _PROTOCOLS = {HttpVersion11: "HTTP/1.1", HttpVersion10: "HTTP/1.0"}
 
 def _protocol(request: web.BaseRequest) -> str:
     return f"HTTP/{request.version.major}.{request.version.minor}"
+
+
+def _unknown_route(routing: Routing) -> web.Response:
+    """404, naming the route prefixes on a localhost proxy, where whoever calls is its user.
+    A gateway (clients) never does: it does not tell a caller which routes exist."""
+    if routing.gate.enabled:
+        return problem_response(404, "no route matches this path", kind="unknown-route")
+    prefixes = sorted(route.prefix for route in routing.table.routes)
+    return problem_response(
+        404,
+        f"no route matches this path; routes: {', '.join(prefixes)}",
+        kind="unknown-route",
+        extra={"routes": prefixes},
+    )
 
 
 def _ms(value: float | None) -> float | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from authproxy.errors import StartupError
+from authproxy.errors import AddressInUse, StartupError
 from authproxy.http_syntax import host_port
 from authproxy.server.protocol import ProxyHttpServer
 from authproxy.server.unix_socket import bind_unix, remove_unix
@@ -74,8 +74,9 @@ async def listen(
         await site.start()
     except OSError as error:
         await runner.cleanup()
-        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise StartupError(f"cannot listen on {address}: {reason}") from None
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUse(address) from None
+        raise StartupError(f"cannot listen on {address}: {error.strerror}") from None
     port = runner.addresses[0][1] if runner.addresses else address.port
     return Listener(runner, http, [_url_of(bound) for bound in runner.addresses], port)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from authproxy.errors import StartupError
+from authproxy.errors import AddressInUse, StartupError
 from authproxy.settings import Settings
 
 
@@ -48,8 +48,9 @@ def reserve_port(settings: Settings) -> list[socket.socket]:
                 sock.close()
             raise
     except OSError as error:
-        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise StartupError(f"cannot listen on {listen}: {reason}") from None
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUse(listen) from None
+        raise StartupError(f"cannot listen on {listen}: {error.strerror}") from None
     return reserved
 
 

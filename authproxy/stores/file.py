@@ -43,9 +43,12 @@ class FileStore(MemoryStore):
     """A MemoryStore mirrored to a file.
 
     With `tasks` (a running proxy), changes are written behind, coalesced (module docstring);
-    without (a command that only reads, a test), each change is written at once. One process
-    only: it rewrites the whole file from its own copy. Workers of one `serve --workers N`
-    share the file through `file_shared.FileTokenStore` instead.
+    without (a command that only reads, a test), each change is written at once. Workers of one
+    `serve --workers N` share the file through `flock.FileTokenStore` instead.
+
+    Another process may write the file too (`authproxy login`): `load` takes up what it wrote
+    when the file changed, and a write keeps its entries, the newer of two grants winning, so
+    neither loses the other's tokens.
     """
 
     def __init__(self, path: str, cipher: Cipher | None = None, tasks: Tasks | None = None):
@@ -53,6 +56,10 @@ class FileStore(MemoryStore):
         self.path = Path(path)
         self._cipher: Cipher = cipher or NullCipher()
         self._grants.update(self._read())
+        self._seen = self._stamp()  # the file as last read or written here
+        # Keys deleted here, with the obtained_at of the grant deleted: the file's older copy
+        # is not taken back up, nor kept by the next write.
+        self._deleted: dict[str, float] = {}
         self._tasks = tasks
         self._dirty = False
         self._closing = False
@@ -64,14 +71,45 @@ class FileStore(MemoryStore):
         self._write_lock = threading.Lock()
         self._warned = False
 
+    def load(self, key: str) -> Grant | None:
+        self._follow()
+        return super().load(key)
+
     def save(self, key: str, grant: Grant) -> None:
         super().save(key, grant)
         self._changed()
 
     def delete(self, key: str) -> None:
-        if key in self._grants:
+        if (grant := self._grants.get(key)) is not None:
+            self._deleted[key] = grant.obtained_at
             super().delete(key)
             self._changed()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size
+
+    def _follow(self) -> None:
+        """Take up the grants another process wrote since the file was last read or written."""
+        if (stamp := self._stamp()) == self._seen:
+            return
+        self._seen = stamp
+        for key, grant in self._merged({}, _quiet_read(self.path, self._cipher)).items():
+            if (mine := self._grants.get(key)) is None or grant.obtained_at > mine.obtained_at:
+                self._grants[key] = grant
+
+    def _merged(self, mine: Mapping[str, Grant], theirs: Mapping[str, Grant]) -> dict[str, Grant]:
+        """`mine` with `theirs` kept where newer, less what was deleted here."""
+        merged = dict(mine)
+        for key, grant in theirs.items():
+            if grant.obtained_at <= self._deleted.get(key, float("-inf")):
+                continue
+            if (held := merged.get(key)) is None or grant.obtained_at > held.obtained_at:
+                merged[key] = grant
+        return merged
 
     async def close(self) -> None:
         """Write what is pending now, without waiting out the interval."""
@@ -123,8 +161,11 @@ class FileStore(MemoryStore):
 
     def _write(self, grants: Mapping[str, Grant]) -> None:
         with self._write_lock:
+            deleted = dict(self._deleted)
             try:
-                write_grants(self.path, grants, self._cipher)
+                merged = self._merged(grants, _quiet_read(self.path, self._cipher))
+                write_grants(self.path, merged, self._cipher)
+                self._seen = self._stamp()
             except OSError as error:
                 if not self._warned:
                     self._warned = True
@@ -135,6 +176,9 @@ class FileStore(MemoryStore):
                     )
                 return
             self._warned = False
+            for key, obtained in deleted.items():  # gone from the file now
+                if self._deleted.get(key) == obtained:
+                    del self._deleted[key]
 
 
 # What `read_grants` raises for a file that exists but cannot be used.
@@ -174,6 +218,14 @@ def read_grants(path: Path, cipher: Cipher) -> dict[str, Grant]:
     return grants
 
 
+def _quiet_read(path: Path, cipher: Cipher) -> dict[str, Grant]:
+    """The file's grants for a merge; {} when unreadable (reported when the store opened)."""
+    try:
+        return read_grants(path, cipher)
+    except UNREADABLE:
+        return {}
+
+
 def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> None:
     """Replace the token file atomically (temp file, fsync, rename), mode 0600."""
     document = {
@@ -184,7 +236,8 @@ def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> Non
     fd, temp = tempfile.mkstemp(prefix=".tokens-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
+            if hasattr(os, "fchmod"):  # POSIX; on Windows mkstemp already made it private
+                os.fchmod(handle.fileno(), 0o600)
             handle.write(seal(document, cipher))
             handle.flush()
             os.fsync(handle.fileno())

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import os
 import random
 import re
@@ -222,6 +221,10 @@ def _open_lock(path: Path) -> int:
 
 
 def _try_lock(fd: int, path: Path) -> bool:
+    # Imported here: fcntl is POSIX-only, and the commands that never lock a token file
+    # (check, schema, login and token without it) must import on any OS.
+    import fcntl
+
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

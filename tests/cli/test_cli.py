@@ -55,7 +55,10 @@ async def test_version() -> None:
     assert out.strip() == f"authproxy {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["check"], ["status"], ["demo"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["check"], ["status"], ["demo"], ["login"], ["token"], ["schema"]],
+)
 async def test_help_on_every_command_shows_no_secret(command: list[str]) -> None:
     code, out, _ = await run_cli(*command, "--help", env=EXAMPLE_ENV)
     assert code == 0

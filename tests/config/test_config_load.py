@@ -100,7 +100,8 @@ def test_parse_listen(text: str, expected: ListenAddress) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("8080", "expected HOST:PORT"),
+        (":8080", "expected HOST:PORT"),
+        ("99999", "from 0 to 65535"),  # a port alone means 127.0.0.1:PORT
         ("::1:8080", "IPv6 host in brackets"),
         ("[::1]8080", "expected [IPV6]:PORT"),
         ("[nothost]:80", "not an IPv6 address"),
@@ -709,7 +710,9 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
     path.write_text("routes:\n  api: {upstream: https://a.example}\n  api: {upstream: x}\n")
     with pytest.raises(ConfigError) as info:
         load_settings(path)
-    assert str(info.value.problems[0]) == "invalid YAML at line 3, column 3: duplicate key 'api'"
+    assert str(info.value.problems[0]) == (
+        "invalid YAML at line 3, column 3: the key 'api' appears twice in the same mapping"
+    )
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -848,13 +851,15 @@ def test_yaml_error_position_counts_in_the_written_text(tmp_path: Path) -> None:
     text = "routes:\n  api: {upstream: ${HOST}, x: [${A}, y}\n"
     (problem,) = load_problems(tmp_path, text)
     # Line 2, and the column of the stray '}' as the user wrote it, not as the parser saw it.
-    assert problem == "invalid YAML at line 2, column 39: expected ',' or ']', but got '}'"
+    assert problem == (
+        "invalid YAML at line 2, column 39: a [list] is not closed with ']', or lacks a ','"
+    )
 
 
 def test_duplicate_keys_written_as_references_are_refused(tmp_path: Path) -> None:
     text = "routes:\n  ${A}: {upstream: https://a.example}\n  ${A}: {upstream: x}\n"
     assert load_problems(tmp_path, text) == [
-        "invalid YAML at line 3, column 3: duplicate key '${A}'"
+        "invalid YAML at line 3, column 3: the key '${A}' appears twice in the same mapping"
     ]
 
 
