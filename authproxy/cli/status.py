@@ -18,7 +18,6 @@ from authproxy.http_syntax import bracket_host
 from authproxy.secrets import masked
 from authproxy.settings import ListenAddress, Route, Settings
 from authproxy.stores import Stores, open_stores
-from authproxy.stores.names import store_key
 
 
 def fetch_running_status(listen: ListenAddress, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -53,7 +52,7 @@ async def stored_status(settings: Settings, now: float) -> dict[str, Any]:
 async def _stored_route(stores: Stores, route: Route, now: float) -> dict[str, Any]:
     if route.auth is None:
         return {"upstream": str(route.upstream), "token": None}
-    key = store_key(route, stores.name_key)
+    key = stores.name(route)  # found under an older key of a rotation too, as `serve` finds it
     grant = stores.local.load(key)
     if grant is None and stores.shared is not None:
         try:

@@ -240,3 +240,23 @@ async def test_a_running_proxy_on_the_file_takes_up_what_login_kept(
     code, _, err = await run_cli("token", "cosmic", "--config", str(config), env=ENV)
     assert code == 0, err
     assert cosmic.state.logins == 1  # still in the file after the proxy wrote it
+
+
+async def test_status_without_a_proxy_finds_a_token_kept_under_the_older_key(
+    stack: EmulatorStack, tmp_path: Path
+) -> None:
+    """Mid-rotation (`token_store_key: [new, old]`), the store is read as `serve` reads it."""
+    old, new = (run_cli("keygen") for _ in range(2))
+    old_key = (await old)[1].strip()
+    new_key = (await new)[1].strip()
+    config = write_config(tmp_path, stack)
+    base = config.read_text()
+    config.write_text(f"token_store_key: {old_key}\n{base}")
+    code, _, err = await run_cli("login", "emnify", "--config", str(config), env=ENV)
+    assert code == 0, err
+    config.write_text(f"token_store_key: [{new_key}, {old_key}]\n{base}")
+    code, out, err = await run_cli("status", "--json", "--config", str(config), env=ENV)
+    assert code == 0, err
+    assert json.loads(out)["routes"]["emnify"]["token"]["state"] == "valid"
+    assert old_key not in out + err
+    assert new_key not in out + err
