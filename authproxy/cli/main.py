@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _stop_writing_stdout()  # the reader (`| head`) has what it wanted: not an error
+        return EXIT_OK
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
         print(f"authproxy: unexpected error: {type(error).__name__}", file=sys.stderr)
         return EXIT_UNEXPECTED
@@ -114,7 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # a short answer is still buffered here; its reader may be gone too
+    except BrokenPipeError:
+        _stop_writing_stdout()
+    sys.exit(code)
+
+
+def _stop_writing_stdout() -> None:
+    # Python flushes stdout once more at exit; pointed at /dev/null that flush cannot fail.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _login_or_token(args: argparse.Namespace) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,6 +66,27 @@ async def test_help_on_every_command_shows_no_secret(command: list[str]) -> None
     assert code == 0
     assert "usage: authproxy" in out
     assert_no_secrets(out)
+
+
+@pytest.mark.parametrize("command", ["schema", "keygen"])
+async def test_a_reader_that_stops_early_is_not_an_error(command: str) -> None:
+    """`authproxy schema | head`: the closed pipe ends the command quietly, with no message."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte: every write meets EPIPE
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "authproxy",
+            command,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert "error" not in err.decode()
 
 
 async def test_check_accepts_the_example_config() -> None:
