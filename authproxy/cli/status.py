@@ -7,14 +7,14 @@ restart would reuse, and until when.
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
+import socket
+from http import HTTPStatus
 from typing import Any
 
 from authproxy.errors import StoreUnavailable
 from authproxy.gateway.status import iso
-from authproxy.http_syntax import bracket_host
 from authproxy.secrets import masked
 from authproxy.settings import ListenAddress, Route, Settings
 from authproxy.stores import Stores, open_stores
@@ -22,19 +22,46 @@ from authproxy.stores import Stores, open_stores
 
 def fetch_running_status(listen: ListenAddress, timeout: float = 2.0) -> dict[str, Any] | None:
     """The running proxy's /-/status at `listen`, or None when none answers there."""
-    if listen.port == 0:
+    if listen.path is None and listen.port == 0:
         return None
-    host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else listen.host  # noqa: S104
-    host = "[::1]" if host == "::" else bracket_host(host)
-    request = urllib.request.Request(
-        f"http://{host}:{listen.port}/-/status", headers={"Accept": "application/json"}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+        connection = _connection_to(listen, timeout)
+        try:
+            connection.request("GET", "/-/status", headers={"Accept": "application/json"})
+            answer = connection.getresponse()
+            if answer.status != HTTPStatus.OK:
+                return None
             document: dict[str, Any] = json.load(answer)
-            return masked(document)  # an older proxy may not mask what this config marks secret
-    except (OSError, ValueError, urllib.error.URLError):
+        finally:
+            connection.close()
+    except (OSError, ValueError, http.client.HTTPException):
         return None
+    return masked(document)  # an older proxy may not mask what this config marks secret
+
+
+def _connection_to(listen: ListenAddress, timeout: float) -> http.client.HTTPConnection:
+    if listen.path is not None:
+        return _UnixConnection(listen.path, timeout)
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else listen.host  # noqa: S104
+    return http.client.HTTPConnection("::1" if host == "::" else host, listen.port, timeout=timeout)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (`listen: unix:/path`); the proxy takes any Host there."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 async def stored_status(settings: Settings, now: float) -> dict[str, Any]:

@@ -5,6 +5,7 @@ exit; a stale socket replaced, a live one or a regular file left alone."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import stat
@@ -69,6 +70,24 @@ async def test_one_process_serves_a_unix_socket_of_mode_0660_and_removes_it(
             assert await proc.stop() == 0
     assert not sock.exists()
     assert ups.state.login_attempts == 1
+
+
+async def test_status_asks_the_proxy_on_the_configs_unix_socket(
+    tmp_path: Path, socket_dir: Path
+) -> None:
+    sock = socket_dir / "ap.sock"
+    async with upstreams() as ups:
+        config = write_config(tmp_path / "c.yaml", ups, "memory", top=f"listen: unix:{sock}\n")
+        proc = await start_proxy("serve", "--config", str(config))
+        try:
+            assert (await get_over(sock, "/cosmic/v1/buckets/a"))[0] == 200
+            code, out, err = await run_cli("status", "--json", "--config", str(config))
+        finally:
+            assert await proc.stop() == 0
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["source"] == f"running proxy at unix:{sock}"
+    assert document["routes"]["cosmic"]["token"]["state"] == "valid"
 
 
 async def test_two_workers_share_one_unix_socket(tmp_path: Path, socket_dir: Path) -> None:
