@@ -34,8 +34,8 @@ from authproxy.auth.refusals import RefusalEvidence
 from authproxy.auth.renewal import renew_or_login
 from authproxy.auth.shared import RouteSharing, SharedTokens
 from authproxy.auth.stats import AuthStats, TokenStatus
+from authproxy.auth_spec import AuthSpec
 from authproxy.errors import LoginFailed, LoginRejected
-from authproxy.settings import AuthSpec
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.auth")

@@ -14,11 +14,7 @@ from types import MappingProxyType
 from typing import Literal, cast, get_args
 
 from authproxy.auth.templates import compile_template
-from authproxy.config.node import Node, unknown
-from authproxy.config.target import parse_target
-from authproxy.http_syntax import is_token
-from authproxy.secrets import REGISTRY, Secret
-from authproxy.settings import (
+from authproxy.auth_spec import (
     EMPTY,
     AdoptSpec,
     AuthSpec,
@@ -30,6 +26,10 @@ from authproxy.settings import (
     RefreshSpec,
     RequestSpec,
 )
+from authproxy.config.node import Node, unknown
+from authproxy.config.target import parse_target
+from authproxy.http_syntax import is_token
+from authproxy.secrets import REGISTRY, Secret
 
 CUSTOM_KEYS = (
     *("credentials", "login", "token", "expiry", "refresh", "inject", "adopt"),

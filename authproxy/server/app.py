@@ -20,6 +20,7 @@ from authproxy.auth.endpoints import elsewhere
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
+from authproxy.auth_spec import AuthSpec
 from authproxy.config.gateway_block import is_loopback, startup_problems
 from authproxy.errors import ConfigError, StartupError, UpstreamError
 from authproxy.gateway.browser import BrowserGuard
@@ -32,7 +33,7 @@ from authproxy.server.dispatch import Dispatcher
 from authproxy.server.fleet import Fleet
 from authproxy.server.listener import Listener, listen
 from authproxy.server.routing import Routing, build_routing, route_runtime
-from authproxy.settings import AuthSpec, Route, Settings
+from authproxy.settings import Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.names import EPHEMERAL_NAME_KEY

@@ -28,9 +28,10 @@ from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.renewal import renew_or_login
 from authproxy.auth.shared import LOCK_LEASE, SharedTokens
 from authproxy.auth.stats import AuthStats
+from authproxy.auth_spec import AuthSpec
 from authproxy.errors import ConfigError, ConfigProblem, LoginRejected, StoreUnavailable
 from authproxy.server.app import auth_driver
-from authproxy.settings import AuthSpec, Route, Settings
+from authproxy.settings import Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.names import store_key
 from authproxy.upstream.pool import UpstreamPool
