@@ -164,7 +164,7 @@ class FileTokenStore:
 
 
 class FileLoginLock:
-    """A `flock` on one key's lock file, as an async context manager (see `LoginLock`)."""
+    """A `flock` on one key's lock file, an async context manager (as `redis_lock.LoginLock`)."""
 
     def __init__(self, path: Path, ready: Ready | None) -> None:
         self.path = path
