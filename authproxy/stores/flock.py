@@ -42,7 +42,7 @@ from authproxy.auth.grant import Grant
 from authproxy.auth.ports import Ready
 from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
-from authproxy.stores.file import UNREADABLE, read_grants, write_grants
+from authproxy.stores.token_file import UNREADABLE, read_grants, write_grants
 
 log = structlog.get_logger("authproxy.stores.flock")
 
