@@ -14,12 +14,8 @@ import yaml
 from yarl import URL
 
 from authproxy.auth_spec import Capture, ExpirySpec, RefreshSpec
-from authproxy.config.load import (
-    default_token_store_path,
-    load_settings,
-    parse_listen,
-    parse_settings,
-)
+from authproxy.config.addresses import parse_listen
+from authproxy.config.load import default_token_store_path, load_settings, parse_settings
 from authproxy.errors import ConfigError
 from authproxy.secrets import Secret
 from authproxy.settings import ListenAddress, Settings
