@@ -1,1 +1,1 @@
-"""Authentication: flows as data (`config.AuthSpec`), a sans-io engine, one network driver."""
+"""Authentication: flows as data (`auth_spec.AuthSpec`), a sans-io engine, one network driver."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from yarl import URL
 
-from authproxy.settings import AuthSpec
+from authproxy.auth_spec import AuthSpec
 
 # An origin as a connection sees it: scheme, host and effective port (`https://h` is `:443`).
 OriginKey = tuple[str, str, int | None]

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping
 
-from authproxy.settings import ExpirySpec
+from authproxy.auth_spec import ExpirySpec
 
 # Renewal is spread over up to this share of the lifetime, so a fleet of proxies (or routes) that
 # logged in together does not renew together.

@@ -22,9 +22,9 @@ from urllib.parse import quote_plus, urlencode
 from authproxy.auth import expiry
 from authproxy.auth.grant import Grant
 from authproxy.auth.templates import compile_template
+from authproxy.auth_spec import AuthSpec, Capture, RequestSpec
 from authproxy.errors import LoginRejected, LoginUnavailable
 from authproxy.secrets import REGISTRY
-from authproxy.settings import AuthSpec, Capture, RequestSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from collections.abc import Mapping, MutableMapping
 
 from authproxy.auth.grant import Grant
 from authproxy.auth.templates import Template, compile_template
+from authproxy.auth_spec import AuthSpec
 from authproxy.http_syntax import is_token
-from authproxy.settings import AuthSpec
 
 Compiled = tuple[tuple[str, Template], ...]
 

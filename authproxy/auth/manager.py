@@ -7,8 +7,9 @@ States, from the hot path's view (`authorize`):
     FAILED   the last login failed and its backoff has not run out: 502 at once, no login
 
 Failed logins back off in `backoff.py`, refused tokens are judged in `refusals.py`, lifetimes the
-API does not announce are learned in `lifetimes.py`, logins run one at a time in `flight.py`, and
-the shared store is used through `shared.RouteSharing`: this module is the state machine.
+API does not announce are learned in `lifetimes.py`, logins run one at a time in `flight.py`, the
+route's entries in its stores are kept by `records.py`, and the shared store is used through
+`shared.RouteSharing`: this module is the state machine.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ from authproxy.auth.flight import LoginFlight
 from authproxy.auth.flow import adopt_from_response
 from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.grant import Grant
-from authproxy.auth.holds import held_failure, hold_key, hold_of, hold_record
+from authproxy.auth.holds import held_failure, hold_record
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.lifetimes import LifetimeLearner
 from authproxy.auth.ports import Answer, TokenStore
+from authproxy.auth.records import RouteRecords
 from authproxy.auth.refusals import RefusalEvidence
 from authproxy.auth.renewal import renew_or_login
 from authproxy.auth.shared import RouteSharing, SharedTokens
 from authproxy.auth.stats import AuthStats, TokenStatus
+from authproxy.auth_spec import AuthSpec
 from authproxy.errors import LoginFailed, LoginRejected
-from authproxy.settings import AuthSpec
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.auth")
@@ -63,7 +65,6 @@ class TokenManager:
         self.stats = AuthStats()
         self.lifetimes = LifetimeLearner()
         self._driver = driver
-        self._store = store
         self._clock = clock
         self._tasks = tasks
         self._rng = rng or random.Random()
@@ -83,7 +84,7 @@ class TokenManager:
         )
         self._backoff = LoginBackoff(route, spec.relogin_after_rejection)
         self._used_since_login = False
-        self._sharing = None
+        self._sharing: RouteSharing | None = None
         if shared is not None and not spec.is_static:
             self._sharing = RouteSharing(
                 route,
@@ -95,11 +96,12 @@ class TokenManager:
                 clock=clock,
                 tasks=tasks,
             )
+        self._records = RouteRecords(route, store, store_key, self._sharing)
         if spec.is_static:
             self._grant = make_static_grant(spec, clock.now())
-        elif (stored := store.load(store_key)) is not None and self._fits(stored):
+        elif (stored := self._records.grant()) is not None and self._fits(stored):
             self._install(stored, announce=False)
-        if not spec.is_static and (hold := hold_of(store.load(hold_key(store_key)), clock.now())):
+        if not spec.is_static and (hold := self._records.hold(clock.now())):
             # A login refused shortly before (another process, `authproxy login`, or this proxy
             # before a restart): a restart loop must not try the same password again.
             self._backoff.hold_until(hold.until, held_failure(route, hold))
@@ -235,7 +237,7 @@ class TokenManager:
         login itself (`RouteSharing`); a memory store only holds what this process put there."""
         if self._sharing is not None:
             return None
-        stored = self._store.load(self.store_key)
+        stored = self._records.grant()
         current = self._grant
         if stored is None or stored is current or not self._fits(stored):
             return None
@@ -274,9 +276,9 @@ class TokenManager:
         self._used_since_login = False
         self._refusals.installed(fresh=announce)
         self._renew_at = self._renew_deadline(grant)
-        self._save(grant)
+        self._records.save(grant)
         if announce:
-            self._keep_hold(None)  # credentials that log in are held off no more
+            self._records.keep_hold(None)  # credentials that log in are held off no more
             self.stats.last_login_at = now
             lifetime = None if grant.expires_at is None else round(grant.expires_at - now, 1)
             log.info("token obtained", route=self.route, lifetime_seconds=lifetime)
@@ -298,31 +300,11 @@ class TokenManager:
     def _drop(self) -> None:
         self._grant = None
         self._renew_at = None
-        self._store.delete(self.store_key)
-
-    def _save(self, grant: Grant) -> None:
-        self._save_as(self.store_key, grant)
-
-    def _save_as(self, key: str, grant: Grant) -> None:
-        try:
-            self._store.save(key, grant)
-        except OSError as error:
-            log.warning("could not persist the token", route=self.route, error=type(error).__name__)
+        self._records.forget()
 
     def _record_failure(self, error: LoginFailed) -> None:
         now = self._clock.now()
         self.stats.failed(error, now)
         self._backoff.failed(error, now)
         if isinstance(error, LoginRejected):
-            self._keep_hold(hold_record(error, now, self.spec.relogin_after_rejection))
-
-    def _keep_hold(self, record: Grant | None) -> None:
-        """Record the hold after a rejection in the stores (None: clear it), for the processes
-        and the `authproxy login` that share them (`holds.py`)."""
-        key = hold_key(self.store_key)
-        if record is None:
-            self._store.delete(key)
-        else:
-            self._save_as(key, record)
-        if self._sharing is not None:
-            self._sharing.keep_record(key, record)
+            self._records.keep_hold(hold_record(error, now, self.spec.relogin_after_rejection))

@@ -12,8 +12,8 @@ from authproxy.auth.driver import AuthDriver
 from authproxy.auth.flow import can_refresh, login_flow, refresh_flow
 from authproxy.auth.grant import Grant
 from authproxy.auth.stats import AuthStats
+from authproxy.auth_spec import AuthSpec
 from authproxy.errors import LoginFailed, LoginTimeout
-from authproxy.settings import AuthSpec
 
 log = structlog.get_logger("authproxy.auth")
 

@@ -10,7 +10,8 @@ import asyncio
 import signal
 import sys
 
-from authproxy.config.load import parse_listen, parse_settings
+from authproxy.config.addresses import parse_listen
+from authproxy.config.load import parse_settings
 from authproxy.emulators import DEMOS
 from authproxy.emulators.demo_stack import EmulatorStack, start_emulators
 from authproxy.errors import ConfigError, ConfigProblem, StartupError

@@ -19,15 +19,10 @@ from typing import Any
 from authproxy.cli.parser import ROTATION_HINT
 from authproxy.cli.parser import build_parser as build_parser  # re-exported: tests, tools
 from authproxy.cli.status import fetch_running_status, format_table, stored_status
+from authproxy.config.addresses import parse_listen
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
-from authproxy.config.load import (
-    listen_of,
-    load_settings,
-    parse_listen,
-    parse_settings,
-    read_document,
-)
+from authproxy.config.load import listen_of, load_settings, parse_settings, read_document
 from authproxy.config.schema import config_schema
 from authproxy.crypto import generate_key
 from authproxy.errors import AddressInUse, ConfigError, ConfigProblem, StartupError

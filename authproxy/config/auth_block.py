@@ -15,11 +15,11 @@ from types import MappingProxyType
 from authproxy.auth.endpoints import is_absolute
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, Preset, PresetProblem
+from authproxy.auth_spec import AuthSpec, ExpirySpec, InjectSpec
 from authproxy.config.custom_flow import CUSTOM_KEYS, parse_custom_flow
 from authproxy.config.interpolate import register_beyond_origin
 from authproxy.config.node import Node, did_you_mean
 from authproxy.secrets import REGISTRY, Secret
-from authproxy.settings import AuthSpec, ExpirySpec, InjectSpec
 
 COMMON_KEYS = (
     *("ttl", "warm", "renew_at", "relogin_after_rejection", "invalid_statuses"),

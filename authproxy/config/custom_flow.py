@@ -1,25 +1,19 @@
 """A route's own auth flow: credentials, login, token, expiry, refresh, inject and adopt.
 
-Every template is compiled here and every name it reads is checked against what will exist when it
-is rendered (login: credentials; refresh: credentials and captures; inject: credentials and the
-captures a login always returns), so a typo is a problem at start rather than a failed request.
+Every template is checked (`flow_templates.py`) against what will exist when it is rendered (login:
+credentials; refresh: credentials and captures; inject: credentials and the captures a login
+always returns), so a typo is a problem at start rather than a failed request.
 The options both kinds of flow take (`ttl`, `renew_at`, ...) are read by `config/auth_block.py`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from types import MappingProxyType
 from typing import Literal, cast, get_args
 
-from authproxy.auth.templates import compile_template
-from authproxy.config.node import Node, unknown
-from authproxy.config.target import parse_target
-from authproxy.http_syntax import is_token
-from authproxy.secrets import REGISTRY, Secret
-from authproxy.settings import (
-    EMPTY,
+from authproxy.auth_spec import (
     AdoptSpec,
     AuthSpec,
     BodyEncoding,
@@ -30,6 +24,11 @@ from authproxy.settings import (
     RefreshSpec,
     RequestSpec,
 )
+from authproxy.config.flow_templates import parse_header_list, parse_header_name, parse_templates
+from authproxy.config.node import Node, unknown
+from authproxy.config.target import parse_target
+from authproxy.http_syntax import is_token
+from authproxy.secrets import Secret
 
 CUSTOM_KEYS = (
     *("credentials", "login", "token", "expiry", "refresh", "inject", "adopt"),
@@ -63,7 +62,7 @@ def parse_custom_flow(node: Node) -> AuthSpec | None:
     refresh = None if static or refresh_node.missing else _refresh(refresh_node, names, captures)
     inject = _inject(node.child("inject"), declared, captures)
     adopt = None if adopt_node.missing else _adopt(adopt_node, names)
-    strip = _header_list(node.child("strip_response_headers"))
+    strip = parse_header_list(node.child("strip_response_headers"))
     if inject is None:
         return None
     return AuthSpec(None, credentials, login, captures, expiry, inject, refresh, adopt, strip)
@@ -94,8 +93,8 @@ def _request(
         node.child("method").problem("not an HTTP method")
     path = parse_target(node)
     encoding = node.child("format").choice(("json", "form"), "json", "format")
-    body = _templates(node.child("body"), names)
-    headers = _templates(node.child("headers"), names, header_names=True)
+    body = parse_templates(node.child("body"), names)
+    headers = parse_templates(node.child("headers"), names, header_names=True)
     if path is None:
         return None
     return RequestSpec(method, path, cast(BodyEncoding, encoding), body, headers)
@@ -183,15 +182,15 @@ def _inject(
     headers_node = node.child("headers")
     if headers_node.missing or headers_node.value == {}:
         headers_node.problem("at least one header is required")
-    headers = _templates(headers_node, names, header_names=True, optional=optional)
-    defaults = _templates(node.child("defaults"), names, header_names=True, optional=optional)
+    headers = parse_templates(headers_node, names, header_names=True, optional=optional)
+    defaults = parse_templates(node.child("defaults"), names, header_names=True, optional=optional)
     return InjectSpec(headers, defaults)
 
 
 def _adopt(node: Node, names: set[str]) -> AdoptSpec | None:
     if not node.keys(ADOPT_KEYS):
         return None
-    trigger = _header_name(node.child("trigger"))
+    trigger = parse_header_name(node.child("trigger"))
     headers_node = node.child("headers")
     if headers_node.missing or headers_node.value == {}:
         headers_node.problem("required: which response header updates which value")
@@ -199,58 +198,6 @@ def _adopt(node: Node, names: set[str]) -> AdoptSpec | None:
     for name, child in headers_node.pairs():
         if name not in names:
             child.problem(unknown("name", name, names))
-        elif header := _header_name(child):
+        elif header := parse_header_name(child):
             adopted[name] = header
     return None if trigger is None else AdoptSpec(trigger, MappingProxyType(adopted))
-
-
-# ---- shared pieces ---------------------------------------------------------------------------
-
-
-def _templates(
-    node: Node,
-    names: Collection[str],
-    *,
-    header_names: bool = False,
-    optional: Collection[str] = (),
-) -> Mapping[str, str]:
-    """A mapping of templates, each compiled and checked to read only `names`."""
-    templates: dict[str, str] = {}
-    for key, child in node.pairs():
-        if header_names and not is_token(key):
-            child.problem("not a valid HTTP header name")
-        elif (text := child.text(template=True)) and _check_template(
-            child, text.value, names, optional
-        ):
-            templates[key] = text.value
-    return MappingProxyType(templates) if templates else EMPTY
-
-
-def _check_template(
-    node: Node, text: str, names: Collection[str], optional: Collection[str]
-) -> bool:
-    try:
-        template = compile_template(text)
-    except ValueError as exc:
-        # Drop the "template '<text>': " head; the text may hold a substituted secret.
-        node.problem(REGISTRY.scrub(str(exc).removeprefix(f"template {text!r}: ")))
-        return False
-    for name in sorted(template.names - set(names)):
-        if name in optional:
-            node.problem(f"'{name}' is a value the login may not return; it cannot be relied on")
-        else:
-            node.problem(unknown("name", name, names))
-    return template.names <= set(names)
-
-
-def _header_name(node: Node) -> str | None:
-    name = node.string(required=True, secret=False)
-    if name is not None and not is_token(name):
-        node.problem("not a valid HTTP header name")
-        return None
-    return name
-
-
-def _header_list(node: Node) -> tuple[str, ...]:
-    items = [] if node.missing else node.items() or []
-    return tuple(name for item in items if (name := _header_name(item)))

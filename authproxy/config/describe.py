@@ -9,19 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from authproxy.auth_spec import AdoptSpec, AuthSpec, Capture, ExpirySpec, RefreshSpec, RequestSpec
 from authproxy.secrets import MASK, Secret, masked
-from authproxy.settings import (
-    AdoptSpec,
-    AuthSpec,
-    Capture,
-    ExpirySpec,
-    HeaderEdits,
-    OutboundProxy,
-    RefreshSpec,
-    RequestSpec,
-    Route,
-    Settings,
-)
+from authproxy.settings import HeaderEdits, OutboundProxy, Route, Settings
 
 JSON = dict[str, object]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import get_args
 
+from authproxy.auth_spec import ExpirySource
 from authproxy.config.shape import (
     FRACTION,
     REFERENCE,
@@ -17,7 +18,6 @@ from authproxy.config.shape import (
     text_map,
     texts,
 )
-from authproxy.settings import ExpirySource
 
 # One key, or alternatives tried in order (`token.key`).
 _KEYS: Schema = {

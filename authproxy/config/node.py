@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
 from authproxy.config.interpolate import Text, interpolate
-from authproxy.config.shape import FRACTION
-from authproxy.config.shapes import UNITS
+from authproxy.config.units import unit_hint
 from authproxy.errors import ConfigProblem
 from authproxy.secrets import Secret
 
@@ -187,18 +185,9 @@ class Node:
         """`5s` where seconds are meant: say to write `5`. Only for a value written in the file:
         one that came from the environment is never quoted."""
         literal = isinstance(self.value, str) and "${" not in self.value
-        match = _WITH_UNIT.fullmatch(value) if literal and isinstance(value, str) else None
-        if match is None:
+        if not (literal and isinstance(value, str)):
             return ""
-        unit = UNITS.get(self.path.rpartition(".")[2], "")
-        factor = _SCALES.get(unit, {}).get(match[2].lower())
-        if factor is None:
-            return f"expected a number, got '{value}': write the number alone" + (
-                f", in {unit}" if unit else ""
-            )
-        number = float(match[1]) * factor
-        shown = str(int(number)) if number.is_integer() else f"{number:g}"
-        return f"expected a number, got '{value}': write {shown} ({unit})"
+        return unit_hint(value, self.path.rpartition(".")[2])
 
     def _scalar(self) -> object:
         """The value, MISSING if absent or unresolvable; `${...}` text is typed as YAML would."""
@@ -215,13 +204,6 @@ class Node:
             except ValueError:
                 pass
         return text.value
-
-
-# A number followed by a unit (`5s`, `80%`, `64MiB`), and what each unit is in the key's own.
-_WITH_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z%]+)\s*")
-_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-_BYTES = {"b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2}
-_SCALES = {"seconds": _SECONDS, "bytes": _BYTES | {"gib": 1024**3}, FRACTION: {"%": 0.01}}
 
 
 def _kind(value: object) -> str:

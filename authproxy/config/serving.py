@@ -1,5 +1,5 @@
 """How the proxy serves: a Unix socket listener (`listen: unix:/path`, `listen_mode`) and the
-access line's format (`log_format`). `config/load.py` reads `listen` and calls these."""
+access line's format (`log_format`). `config/addresses.py` reads `listen` and calls these."""
 
 from __future__ import annotations
 

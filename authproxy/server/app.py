@@ -15,8 +15,6 @@ import structlog
 from multidict import CIMultiDict
 
 from authproxy.auth.clock import Clock, SystemClock
-from authproxy.auth.driver import AuthDriver
-from authproxy.auth.endpoints import elsewhere
 from authproxy.auth.manager import TokenManager
 from authproxy.auth.ports import TokenStore
 from authproxy.auth.shared import SharedTokens
@@ -31,58 +29,19 @@ from authproxy.proxy.request_body import ReplayBudget
 from authproxy.server.dispatch import Dispatcher
 from authproxy.server.fleet import Fleet
 from authproxy.server.listener import Listener, listen
+from authproxy.server.login_driver import auth_driver
 from authproxy.server.routing import Routing, build_routing, route_runtime
-from authproxy.settings import AuthSpec, Route, Settings
+from authproxy.settings import Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.names import EPHEMERAL_NAME_KEY
 from authproxy.tasks import Tasks
-from authproxy.upstream.pool import UpstreamPool, timeout_for
+from authproxy.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession
-    from yarl import URL
-
     from authproxy.auth.grant import Grant
 
 log = structlog.get_logger("authproxy.server.app")
-
-
-def auth_driver(route: Route, pool: UpstreamPool) -> AuthDriver:
-    """The driver of a route's logins, on the route's own session: what `serve` and
-    `authproxy login` log in with."""
-    assert route.auth is not None
-    return AuthDriver(
-        route.name,
-        pool.session(route.name),
-        route.upstream.origin(),
-        timeout_for(route),
-        deadline=route.auth.timeout,
-        elsewhere=_login_sessions(route, route.auth, pool),
-    )
-
-
-def _login_sessions(
-    route: Route, auth: AuthSpec, pool: UpstreamPool
-) -> list[tuple[URL, ClientSession]]:
-    """A session for each other origin the route logs in at (an identity provider).
-
-    Each comes from the pool as if it were a route of its own to that origin, with the route's
-    TLS settings and that origin's outbound-proxy decision: it refuses every other origin like
-    the upstream's session does.
-    """
-    sessions = []
-    for origin in elsewhere(auth, route.upstream):
-        # A space is never in a route name: this one cannot take a configured route's place.
-        login = replace(
-            route,
-            name=f"{route.name} login at {origin}",
-            upstream=origin,
-            proxy=route.login_proxies.get(str(origin)),
-        )
-        pool.add(login)
-        sessions.append((origin, pool.session(login.name)))
-    return sessions
 
 
 class Proxy:

@@ -1,10 +1,10 @@
 """One route's auth outside a running proxy: what `authproxy login` and `authproxy token` do.
 
-The pieces are the proxy's own: the route's session and login driver (`app.auth_driver`), the
-flows through `renewal.renew_or_login`, the stores `open_stores` chooses, the names tokens are
-stored under, the injector. So a grant obtained here is one a proxy on the same token file or
-Redis takes up when it next needs one, and a rejection here holds its logins off too
-(`auth/holds.py`).
+The pieces are the proxy's own: the route's session and login driver
+(`login_driver.auth_driver`), the flows through `renewal.renew_or_login`, the stores `open_stores`
+chooses, the names tokens are stored under, the injector. So a grant obtained here is one a proxy
+on the same token file or Redis takes up when it next needs one, and a rejection here holds its
+logins off too (`auth/holds.py`).
 
 The token file is written through `FileTokenStore` where `flock` exists: every write re-reads
 the file under its lock, so none of a running proxy's entries is lost, and the login takes the
@@ -28,9 +28,10 @@ from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.renewal import renew_or_login
 from authproxy.auth.shared import LOCK_LEASE, SharedTokens
 from authproxy.auth.stats import AuthStats
+from authproxy.auth_spec import AuthSpec
 from authproxy.errors import ConfigError, ConfigProblem, LoginRejected, StoreUnavailable
-from authproxy.server.app import auth_driver
-from authproxy.settings import AuthSpec, Route, Settings
+from authproxy.server.login_driver import auth_driver
+from authproxy.settings import Route, Settings
 from authproxy.stores import Stores, open_stores
 from authproxy.stores.names import store_key
 from authproxy.upstream.pool import UpstreamPool

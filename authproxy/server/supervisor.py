@@ -20,8 +20,8 @@ What each worker does on its side of this is in server/worker.py.
 * Signals. SIGTERM or SIGINT sends SIGTERM to every worker, which stops gracefully; after
   `shutdown_grace` plus a margin the rest are killed. SIGHUP is forwarded to listening workers.
   A worker still starting gets it once it listens, because until then SIGHUP would kill it.
-* A worker that exits on its own is logged and started again. A worker that dies more than
-  RESTART_LIMIT times in RESTART_WINDOW has a problem restarts will not fix: all stop, exit 1.
+* A worker that exits on its own is logged and started again, unless it keeps dying
+  (server/restarts.py): then all stop, exit 1.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import os
 import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,6 +42,7 @@ from authproxy.http_syntax import host_port
 from authproxy.server.channel import Message
 from authproxy.server.lifecycle import log_listening
 from authproxy.server.port import reserve_port
+from authproxy.server.restarts import CrashLoop
 from authproxy.server.tally import Tally
 from authproxy.server.unix_socket import bind_unix, remove_unix
 from authproxy.server.worker_process import Worker, describe, start_worker
@@ -52,7 +52,6 @@ from authproxy.tasks import spawn
 log = structlog.get_logger("authproxy.server.supervisor")
 
 MAX_WORKERS = 64
-RESTART_LIMIT, RESTART_WINDOW = 3, 60.0  # restarts of one worker allowed per window (seconds)
 READY_TIMEOUT = 60.0  # seconds a worker may take to start listening
 STOP_MARGIN = 10.0  # seconds past shutdown_grace before stopping workers are killed
 
@@ -73,7 +72,7 @@ class Supervisor:
         self._command = tuple(command)
         self._listen = str(settings.listen)
         self._workers: dict[int, Worker] = {}
-        self._deaths: dict[int, deque[float]] = {index: deque() for index in range(count)}
+        self._crash_loop = CrashLoop()
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping: asyncio.Future[None] | None = None
         self._failure: str | None = None
@@ -150,22 +149,15 @@ class Supervisor:
             self._tally.retire(worker)
             if self._stopped:
                 return
-            deaths = self._deaths[worker.index]
-            now = time.monotonic()
-            deaths.append(now)
-            while deaths[0] < now - RESTART_WINDOW:
-                deaths.popleft()
+            crash_loop = self._crash_loop.died(worker.index, time.monotonic())
             log.error(
                 "worker exited unexpectedly",
                 worker=worker.index,
                 pid=worker.process.pid,
                 exit=describe(code),
             )
-            if len(deaths) > RESTART_LIMIT:
-                self._failure = (
-                    f"worker {worker.index} exited {len(deaths)} times within "
-                    f"{RESTART_WINDOW:.0f} s; stopped all workers"
-                )
+            if crash_loop is not None:
+                self._failure = crash_loop
                 log.error("a worker keeps dying; stopping all workers", worker=worker.index)
                 self._stop()
                 return

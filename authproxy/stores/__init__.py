@@ -15,11 +15,12 @@ from authproxy.auth.ports import SharedStore, TokenStore
 from authproxy.errors import StoreUnavailable
 from authproxy.settings import Route, TokenStoreSettings
 from authproxy.stores.codec import cipher_for
-from authproxy.stores.file import FileStore, warn_if_shared_directory
+from authproxy.stores.file import FileStore
 from authproxy.stores.flock import FileTokenStore
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.names import EPHEMERAL_NAME_KEY, name_keys_for, store_key
 from authproxy.stores.rotation import Aliases, MovableStore, RotatedLocal, RotatedShared
+from authproxy.stores.token_file import warn_if_shared_directory
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.stores")

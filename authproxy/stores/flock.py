@@ -42,7 +42,7 @@ from authproxy.auth.grant import Grant
 from authproxy.auth.ports import Ready
 from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
-from authproxy.stores.file import UNREADABLE, read_grants, write_grants
+from authproxy.stores.token_file import UNREADABLE, read_grants, write_grants
 
 log = structlog.get_logger("authproxy.stores.flock")
 
@@ -164,7 +164,7 @@ class FileTokenStore:
 
 
 class FileLoginLock:
-    """A `flock` on one key's lock file, as an async context manager (see `LoginLock`)."""
+    """A `flock` on one key's lock file, an async context manager (as `redis_lock.LoginLock`)."""
 
     def __init__(self, path: Path, ready: Ready | None) -> None:
         self.path = path

@@ -12,14 +12,9 @@ others read its token. The caller's pattern:
                 grant = await log_in()
                 await store.save(key, grant, fence=lock.fence)
 
-Keys: `authproxy:token:<key>` (a hash: `fence`, `grant`), `authproxy:lock:<key>` (the holder's
-random id, with a lease), `authproxy:fence:<key>` (a counter bumped on every acquisition).
+Keys: `authproxy:token:<key>` (a hash: `fence`, `grant`); the lock's keys, its waiting and its
+lease are `redis_lock.py`'s.
 
-* Waiting: waiters poll `SET NX` every 50-100 ms (jittered so replicas do not move in step) and
-  leave early, without the lock, once `ready()` says a usable token arrived. Waiters never give up:
-  a holder that dies stops extending its lease, and the next poll after it runs out wins.
-* Lease: the holder extends it every lease/3 while the body runs, so a slow login keeps the lock
-  (oauth2-proxy's fixed 2 s lease does not); extension and release only touch a lock still ours.
 * Fencing: `save` writes only if its fence is at least the stored one, so a holder whose lease ran
   out while it was stalled cannot overwrite the token of the holder after it.
 
@@ -29,12 +24,8 @@ fall back to logging in locally. The API is async; the token manager adapts it.
 
 from __future__ import annotations
 
-import asyncio
-import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,12 +41,11 @@ from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
 from authproxy.secrets import REGISTRY
 from authproxy.stores.codec import open_grant, seal_grant
-from authproxy.tasks import spawn
+from authproxy.stores.redis_lock import LockCommands, LoginLock
 
 log = structlog.get_logger("authproxy.stores.redis")
 
 PREFIX = "authproxy"
-POLL_INTERVAL = (0.05, 0.1)  # seconds between a waiter's attempts, drawn uniformly
 
 # Write only if no stored fence is higher; the TTL (ms, 0 = none) outlives the token a little.
 _SAVE = """
@@ -73,25 +63,10 @@ redis.call('HSET', KEYS[1], 'grant', ARGV[1])
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
-# The lock and its fence in one step: a crash between the two cannot leave a lock without one.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
-end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 _DELETE_IF = """
 if redis.call('HGET', KEYS[1], 'grant') == ARGV[1] then
   return redis.call('HDEL', KEYS[1], 'grant')
 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -127,10 +102,8 @@ class RedisTokenStore:
         )
         self._save = self._redis.register_script(_SAVE)
         self._save_if_absent = self._redis.register_script(_SAVE_IF_ABSENT)
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._extend = self._redis.register_script(_EXTEND)
-        self._release = self._redis.register_script(_RELEASE)
         self._delete = self._redis.register_script(_DELETE_IF)
+        self._locks = LockCommands(self._redis, self._call, PREFIX)
 
     async def load(self, key: str) -> Grant | None:
         """The stored grant, or None if absent, unreadable with our key, or malformed."""
@@ -180,7 +153,7 @@ class RedisTokenStore:
         ready: Callable[[], Awaitable[bool]] | None = None,
     ) -> LoginLock:
         """A lock for logging in to `key`'s upstream; see `LoginLock`."""
-        return LoginLock(self, key, lease, ready)
+        return LoginLock(self._locks, key, lease, ready)
 
     async def ping(self) -> bool:
         try:
@@ -216,97 +189,6 @@ class RedisTokenStore:
         return StoreUnavailable(
             f"Redis token store {self.where} unavailable: {type(error).__name__}"
         )
-
-
-class LoginLock:
-    """Distributed single-flight for one key, as an async context manager.
-
-    Entering waits until this replica holds the lock (`held`, with `fence` for `save`) or until
-    `ready()` reports a usable token (`held` False: load it, don't log in). Redis failures raise
-    `StoreUnavailable` from entering; on exit the lock is released, and a release that fails is
-    only logged, since the lease ends it anyway.
-    """
-
-    def __init__(
-        self,
-        store: RedisTokenStore,
-        key: str,
-        lease: float,
-        ready: Callable[[], Awaitable[bool]] | None,
-    ) -> None:
-        self.key = key
-        self.held = False
-        self.lost = False  # set when extending found the lock gone: our save may be refused
-        self._store = store
-        self._names = [_name("lock", key), _name("fence", key)]
-        self._lease_ms = max(1, int(lease * 1000))
-        self._ready = ready
-        self._owner = secrets.token_hex(16)
-        self._fence = 0
-        self._renewal: asyncio.Task[None] | None = None
-
-    @property
-    def fence(self) -> int:
-        if not self.held:
-            raise RuntimeError("the login lock is not held; load the token instead")
-        return self._fence
-
-    async def __aenter__(self) -> LoginLock:
-        store = self._store
-        while True:
-            fence = await store._call(
-                store._acquire(keys=self._names, args=[self._owner, self._lease_ms])
-            )
-            if fence:
-                self.held, self._fence = True, int(fence)
-                self._renewal = spawn(self._renew(), name=f"login-lock-renewal:{self.key}")
-                return self
-            if self._ready is not None and await self._ready():
-                return self
-            await asyncio.sleep(random.uniform(*POLL_INTERVAL))
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if not self.held:
-            return
-        self.held = False
-        if (renewal := self._renewal) is not None:
-            renewal.cancel()
-            # `wait`, not `await renewal`: our own cancellation must still propagate. A failure
-            # of the renewal was logged by `spawn` when it happened.
-            await asyncio.wait([renewal])
-            self._renewal = None
-        store = self._store
-        try:
-            await store._call(store._release(keys=self._names[:1], args=[self._owner]))
-        except StoreUnavailable as unreleased:
-            log.warning(
-                "could not release login lock; its lease will end it",
-                key=self.key,
-                error=str(unreleased),
-            )
-
-    async def _renew(self) -> None:
-        store, every = self._store, self._lease_ms / 3000
-        while True:
-            await asyncio.sleep(every)
-            try:
-                extended = await store._call(
-                    store._extend(keys=self._names[:1], args=[self._owner, self._lease_ms])
-                )
-            except StoreUnavailable as failure:
-                log.warning("could not extend login lock", key=self.key, error=str(failure))
-                continue
-            if not extended:
-                self.lost = True
-                log.warning(
-                    "login lock lost: its lease ran out before it was extended", key=self.key
-                )
-                return
 
 
 def _name(kind: str, key: str) -> str:

@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from authproxy.auth.expiry import expires_at, renew_deadline
-from authproxy.settings import ExpirySpec
+from authproxy.auth_spec import ExpirySpec
 
 NOW = 1_700_000_000.0
 HOUR = 3600.0

@@ -21,9 +21,9 @@ from authproxy.auth.flow import (
 )
 from authproxy.auth.grant import Grant
 from authproxy.auth.presets import PRESETS
+from authproxy.auth_spec import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 from authproxy.errors import LoginRejected, LoginUnavailable
 from authproxy.secrets import REGISTRY, Secret
-from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 
 NOW = 1_700_000_000.0
 PASSWORD = "pw-Tr0ub4dor-flow"

@@ -11,8 +11,8 @@ from authproxy.auth.flow import static_grant
 from authproxy.auth.grant import Grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS
+from authproxy.auth_spec import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 
 PASSWORD = "pw-inject-Secret-9"
 

@@ -17,9 +17,9 @@ from authproxy.auth.flow import HttpCall, HttpReply, login_flow, refresh_flow
 from authproxy.auth.grant import Grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, PresetProblem
+from authproxy.auth_spec import AuthSpec
 from authproxy.errors import LoginRejected, LoginUnavailable
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec
 
 NOW = 1_700_000_000.0
 TOKEN_URL = "https://login.example.com/oauth2/v1/token"

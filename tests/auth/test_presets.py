@@ -13,8 +13,8 @@ from authproxy.auth.flow import HttpCall, HttpReply, login_flow, static_grant
 from authproxy.auth.grant import Grant
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.presets import PRESETS, PresetProblem
+from authproxy.auth_spec import AuthSpec
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec
 
 NOW = 1_700_000_000.0
 PASSWORD = "pw-preset-S3cret"

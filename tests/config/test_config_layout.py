@@ -1,7 +1,8 @@
 """The shape config/ keeps: modules of one job each, over leaves that stay leaves.
 
-`settings.py` is the frozen data every package reads; if it grew I/O or YAML, or imported a package
-above it, `auth/` and `config/` would import each other through it. `http_syntax.py` is shared by
+`settings.py` (with `auth_spec.py`, the auth flow it holds) is the frozen data every package reads;
+if it grew I/O or YAML, or imported a package above it, `auth/` and `config/` would import each
+other through it. `http_syntax.py` is shared by
 config/, upstream/ and server/, so it must not import any of them.
 """
 
@@ -40,7 +41,13 @@ def test_config_modules_stay_small(module: Path) -> None:
 def test_settings_is_plain_data() -> None:
     modules = imported(PACKAGE / "settings.py")
     ours = {name for name in modules if name.startswith("authproxy")}
-    assert ours <= {"authproxy.secrets", "authproxy.http_syntax"}
+    assert ours <= {"authproxy.secrets", "authproxy.http_syntax", "authproxy.auth_spec"}
+    assert {name.partition(".")[0] for name in modules} & IO_MODULES == set()
+
+
+def test_auth_spec_is_plain_data() -> None:
+    modules = imported(PACKAGE / "auth_spec.py")
+    assert {name for name in modules if name.startswith("authproxy")} <= {"authproxy.secrets"}
     assert {name.partition(".")[0] for name in modules} & IO_MODULES == set()
 
 

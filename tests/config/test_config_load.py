@@ -13,15 +13,12 @@ import pytest
 import yaml
 from yarl import URL
 
-from authproxy.config.load import (
-    default_token_store_path,
-    load_settings,
-    parse_listen,
-    parse_settings,
-)
+from authproxy.auth_spec import Capture, ExpirySpec, RefreshSpec
+from authproxy.config.addresses import parse_listen
+from authproxy.config.load import default_token_store_path, load_settings, parse_settings
 from authproxy.errors import ConfigError
 from authproxy.secrets import Secret
-from authproxy.settings import Capture, ExpirySpec, ListenAddress, RefreshSpec, Settings
+from authproxy.settings import ListenAddress, Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 COSMIC = {"preset": "cosmic", "email": "${COSMIC_EMAIL}", "password": "${COSMIC_PASSWORD}"}

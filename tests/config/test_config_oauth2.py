@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from authproxy.auth.flow import login_flow
+from authproxy.auth_spec import AuthSpec
 from authproxy.config.describe import describe_settings
 from authproxy.config.load import parse_settings
 from authproxy.errors import ConfigError
 from authproxy.secrets import REGISTRY
-from authproxy.settings import AuthSpec, Settings
+from authproxy.settings import Settings
 
 ENV = {
     "IDP_CLIENT_ID": "cid-4f2a9e",

@@ -25,7 +25,7 @@ from authproxy.crypto import TokenCipher
 from authproxy.emulators import cosmic
 from authproxy.emulators.common import EmulatorState
 from authproxy.stores.codec import open_grant
-from authproxy.stores.file import read_grants
+from authproxy.stores.token_file import read_grants
 
 BOUND = 30.0
 

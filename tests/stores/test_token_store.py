@@ -28,6 +28,7 @@ from authproxy.emulators import cosmic, cucumberstudio, emnify
 from authproxy.stores import file as tokens
 from authproxy.stores.file import FileStore
 from authproxy.stores.names import store_key
+from authproxy.stores.token_file import read_grants
 
 PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
@@ -291,7 +292,7 @@ async def test_rotation_on_every_answer_writes_the_file_at_most_about_once_a_sec
         state = emu.state
         assert isinstance(state, cucumberstudio.CucumberStudioState)
         current = next(iter(state.clients.values())).token
-        stored = tokens.read_grants(path, NullCipher())
+        stored = read_grants(path, NullCipher())
         assert [grant.values["token"] for grant in stored.values()] == [current]
         async with running_proxy(settings, clock) as proxy:
             assert (await proxy.get("/cs/api/after-restart")).status == 200

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from authproxy.auth_spec import AuthSpec
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec
 
 
 @dataclass(frozen=True, slots=True)

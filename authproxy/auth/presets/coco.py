@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from authproxy.auth.presets.base import Preset
+from authproxy.auth_spec import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 from authproxy.errors import PresetProblem
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RequestSpec
 
 NAME = "coco"
 

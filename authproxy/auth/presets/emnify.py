@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from authproxy.auth.presets.base import Preset
+from authproxy.auth_spec import AuthSpec, Capture, ExpirySpec, InjectSpec, RefreshSpec, RequestSpec
 from authproxy.errors import PresetProblem
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RefreshSpec, RequestSpec
 
 NAME = "emnify"
 PATH = "/api/v1/authenticate"

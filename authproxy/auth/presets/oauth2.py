@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from authproxy.auth.endpoints import absolute_url
 from authproxy.auth.presets.base import Preset
 from authproxy.auth.templates import literal
+from authproxy.auth_spec import AuthSpec, Capture, ExpirySpec, InjectSpec, RefreshSpec, RequestSpec
 from authproxy.errors import PresetProblem
 from authproxy.secrets import Secret
-from authproxy.settings import AuthSpec, Capture, ExpirySpec, InjectSpec, RefreshSpec, RequestSpec
 
 NAME = "oauth2"
 GRANTS = ("client_credentials", "password")
