@@ -9,9 +9,11 @@ encoder, and lines are written by `LineWriter` in batches (one write per event-l
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
@@ -48,13 +50,32 @@ def _json_fallback(value: object) -> object:
 
 
 class JsonLine:
-    """The event as one JSON object, by an encoder built once (json.dumps builds one per call)."""
+    """The event as one JSON object, by an encoder built once (json.dumps builds one per call).
+
+    `JSONEncoder.encode` builds its C encoder anew for every call, with a dict to detect
+    circular references; the C encoder built once here, without that check, renders an access
+    line in about 3 µs instead of 4 (same text: ASCII, `", "` and `": "`). A circular event cannot
+    reach it: the redaction before it rebuilds containers, and would recurse first.
+    """
 
     def __init__(self) -> None:
-        self._encode = json.JSONEncoder(default=_json_fallback).encode
+        self._fallback = json.JSONEncoder(default=_json_fallback).encode
+        # Not in the typing stubs; None on interpreters without the _json accelerator.
+        make = getattr(json.encoder, "c_make_encoder", None)
+        self._encode: Callable[[object, int], list[str]] | None = None
+        if make is not None:
+            # markers (None: no circular check), default, string encoder (ensure_ascii), indent,
+            # key separator, item separator, sort_keys, skipkeys, allow_nan: JSONEncoder's own.
+            self._encode = make(
+                None, _json_fallback, json.encoder.encode_basestring_ascii, None,
+                ": ", ", ", False, False, True,
+            )  # fmt: skip
 
     def __call__(self, _logger: object, _method: str, event: EventDict) -> str:
-        return self._encode(event)
+        encode = self._encode
+        if encode is None or type(event) is not dict:
+            return self._fallback(event)
+        return "".join(encode(event, 0))
 
 
 @dataclass(frozen=True, slots=True)

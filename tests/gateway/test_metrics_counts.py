@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from authproxy.gateway.metrics import Metrics, merge, no_counts, render, retired
 
@@ -40,3 +42,17 @@ def test_a_retired_worker_keeps_its_counts_but_nothing_in_flight() -> None:
     gone = retired(counted(4, 1.0, in_flight=3).counts({}))
     assert gone["in_flight"] == 0
     assert merge([no_counts(), gone])["requests"]["api|alice|200"][0] == 4
+
+
+def test_serving_does_not_load_prometheus_client_until_the_first_scrape() -> None:
+    # A fresh interpreter: this one has loaded it for the tests above.
+    probe = (
+        "import sys, authproxy.cli.main, authproxy.server.app\n"
+        "assert 'prometheus_client' not in sys.modules, 'loaded at start'\n"
+        "from authproxy.gateway.metrics import no_counts, render\n"
+        "assert render(no_counts(), {}, 0.0).startswith(b'# HELP')\n"
+        "assert 'prometheus_client' in sys.modules\n"
+    )
+    argv = [sys.executable, "-c", probe]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

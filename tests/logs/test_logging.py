@@ -18,7 +18,7 @@ import structlog
 from aiohttp import ClientSession, web
 from fakes import FakeUpstream, RawUpstream, get, raw_request, route, running_proxy
 
-from authproxy.logs.setup import configure_logging
+from authproxy.logs.setup import JsonLine, configure_logging
 from authproxy.secrets import Secret
 
 SECRET = "sup3r-s3cret-value"
@@ -190,3 +190,24 @@ async def test_malformed_requests_from_one_peer_log_a_few_lines_then_a_summary(
     assert rejected[0]["peer"] == "127.0.0.1"
     [summary] = [e for e in events(log_stream) if e["event"].startswith("repeated warnings")]
     assert summary["held"] == {"rejected a malformed request": 17}
+
+
+def test_json_lines_read_as_json_dumps_writes_them() -> None:
+    class Described:
+        def __structlog__(self) -> str:
+            return "described"
+
+    event = {
+        "text": 'é \u2028 \x00 "quoted"',
+        "ms": 5.23,
+        "huge": 10**30,
+        "odd": float("inf"),
+        "none": None,
+        "nested": [1, (2, 3), {"yes": True}],
+        "described": Described(),
+        "raw": b"bytes",
+    }
+    expected = json.dumps(
+        event, default=lambda v: v.__structlog__() if hasattr(v, "__structlog__") else repr(v)
+    )
+    assert JsonLine()(None, "info", event) == expected
