@@ -24,12 +24,17 @@ class CompiledInjector:
     `defaults` are set only when the client sent no header of that name.
     """
 
-    __slots__ = ("_credentials", "_defaults", "_headers")
+    __slots__ = ("_credentials", "_defaults", "_headers", "default_names", "names")
 
     def __init__(self, headers: Compiled, defaults: Compiled, credentials: Mapping[str, str]):
         self._headers = headers
         self._defaults = defaults
         self._credentials = dict(credentials)
+        # Lower-cased names, read on every request: built once. `names` are always set, so
+        # client copies never get through; `default_names` are set only when the client sent
+        # none, so a client's own value for one of those is kept on purpose.
+        self.names = frozenset(name.lower() for name, _ in headers)
+        self.default_names = frozenset(name.lower() for name, _ in defaults)
 
     @classmethod
     def from_spec(cls, spec: AuthSpec) -> CompiledInjector:
@@ -45,19 +50,6 @@ class CompiledInjector:
             raise ValueError(f"inject: {', '.join(sorted(both))} set both as header and default")
         credentials = {name: secret.reveal() for name, secret in spec.credentials.items()}
         return cls(headers, defaults, credentials)
-
-    @property
-    def names(self) -> frozenset[str]:
-        """Lower-cased names this injector always sets; client copies of these never get through.
-
-        Defaults are not included: a client's own value for one of those is kept on purpose.
-        """
-        return frozenset(name.lower() for name, _ in self._headers)
-
-    @property
-    def default_names(self) -> frozenset[str]:
-        """Lower-cased names set only when the client sent none."""
-        return frozenset(name.lower() for name, _ in self._defaults)
 
     def accepts(self, grant: Grant) -> bool:
         """True when `grant` holds every value the templates read that no credential supplies.
