@@ -5,9 +5,10 @@ each preset's fields), and what each key holds from `config/shapes.py`, so the s
 accept a key the loader refuses or miss one it reads. `authproxy schema` prints it, and
 `docs/config.schema.json` is a copy that editors read (a test keeps it current).
 
-The schema checks structure: keys, types, ranges. What needs more than one value or the
-environment (a preset's required fields, template names, whether a file exists) is for
-`authproxy check` alone.
+The schema checks structure: keys, types, ranges, and the fields each preset requires (one of
+its ways, `Preset.requires`). What needs more than one value or the environment (fields that
+depend on another's value, template names, whether a file exists) is for `authproxy check`
+alone.
 """
 
 from __future__ import annotations
@@ -150,10 +151,13 @@ def _preset_variant(preset: Preset, common: Mapping[str, Schema]) -> Schema:
     fields = {key: _shape(PRESET_SECRET) for key in preset.secret_fields}
     fields |= {key: _shape(PRESET_OPTION) for key in preset.option_fields}
     fields |= {key: _shape(PRESET_TABLE) for key in preset.table_fields}
-    return {
+    variant: Schema = {
         "description": preset.summary or f"preset {preset.name}",
         "type": "object",
         "properties": {"preset": {"const": preset.name}, **fields, **common},
         "required": ["preset"],
         "additionalProperties": False,
     }
+    if preset.requires:
+        variant["anyOf"] = [{"required": list(way)} for way in preset.requires]
+    return variant

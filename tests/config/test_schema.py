@@ -222,6 +222,56 @@ def test_schema_and_check_refuse_the_same_structural_errors(document: dict[str, 
     assert disagreements == []
 
 
+# One valid block per way of configuring each preset (`Preset.requires`).
+PRESET_BLOCKS: list[dict[str, Any]] = [
+    {"preset": "cosmic", "email": "a@example.com", "password": "pw-1"},
+    {"preset": "coco", "email": "a@example.com", "password": "pw-1"},
+    {"preset": "coco", "password": "pw-1"},
+    {"preset": "coco", "api_token": "t-1234"},
+    {"preset": "crux", "username": "a", "password": "pw-1"},
+    {"preset": "cucumberstudio", "email": "a@example.com", "password": "pw-1"},
+    {"preset": "cucumberstudio", "access_token": "t-1234", "client": "c-1", "uid": "u-1"},
+    {"preset": "emnify", "username": "a", "password": "pw-1"},
+    {"preset": "emnify", "application_token": "t-1234"},
+    {
+        "preset": "oauth2",
+        "token_url": "https://login.example.com/token",
+        "client_id": "c-1",
+        "client_secret": "s-1234",
+    },
+]
+
+
+def with_auth(block: dict[str, Any]) -> dict[str, Any]:
+    return {"routes": {"r": {"upstream": "https://api.example.com", "auth": block}}}
+
+
+def test_every_way_of_every_preset_is_covered() -> None:
+    covered = {
+        (block["preset"], way)
+        for block in PRESET_BLOCKS
+        for way in PRESETS[block["preset"]].requires
+        if set(way) <= set(block)
+    }
+    declared = {(name, way) for name, preset in PRESETS.items() for way in preset.requires}
+    assert covered == declared
+    assert all(preset.requires for preset in PRESETS.values())
+
+
+@pytest.mark.parametrize("block", PRESET_BLOCKS, ids=lambda block: "+".join(sorted(block)))
+def test_a_field_a_preset_requires_is_required_by_both(block: dict[str, Any]) -> None:
+    """The schema's required fields are `Preset.requires`; `build` must refuse without each."""
+    assert VALIDATOR.is_valid(with_auth(block))
+    assert loader_problems(with_auth(block)) is None
+    used = [way for way in PRESETS[block["preset"]].requires if set(way) <= set(block)]
+    for field in {field for way in used for field in way}:
+        broken = {key: value for key, value in block.items() if key != field}
+        assert not VALIDATOR.is_valid(with_auth(broken)), field
+        problems = loader_problems(with_auth(broken))
+        assert problems is not None, field
+        assert all(path.startswith("routes.r.auth") for path in problems), problems
+
+
 def test_every_key_the_loader_reads_is_in_the_schema() -> None:
     schema = config_schema()
     assert list(schema["properties"]) == list(TOP_KEYS)

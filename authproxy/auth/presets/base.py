@@ -15,6 +15,11 @@ class Preset:
 
     `table_fields` are mappings of plain settings (oauth2's `params`): `build` finds each entry
     among the options as `<field>.<key>`.
+
+    `requires` lists the ways to configure the preset, each as the fields it needs: a block must
+    give every field of at least one. The config schema says the same, and a test holds `build`
+    to it; what depends on values (oauth2's `grant: password` needing a username) only `build`
+    checks.
     """
 
     name: str
@@ -23,6 +28,7 @@ class Preset:
     build: Callable[[Mapping[str, Secret], Mapping[str, str]], AuthSpec]
     summary: str = ""
     table_fields: tuple[str, ...] = ()
+    requires: tuple[tuple[str, ...], ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -46,4 +46,5 @@ PRESET = Preset(
     option_fields=(),
     build=build,
     summary="Coco Server: password (+ email) login for a 24 h JWT, or a static X-API-TOKEN",
+    requires=(("password",), ("api_token",)),
 )

@@ -34,4 +34,5 @@ PRESET = Preset(
     option_fields=(),
     build=build,
     summary="Cosmic account API: email + password login, JWT bearer token",
+    requires=(("email", "password"),),
 )

@@ -40,4 +40,5 @@ PRESET = Preset(
     option_fields=("login_path",),
     build=build,
     summary="Crux: username + password login, `Authorization: Token` until a 401",
+    requires=(("username", "password"),),
 )

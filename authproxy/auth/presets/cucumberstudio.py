@@ -48,4 +48,5 @@ PRESET = Preset(
     option_fields=(),
     build=build,
     summary="CucumberStudio: email + password sign-in (or static token headers), with rotation",
+    requires=(LOGIN, STATIC),
 )

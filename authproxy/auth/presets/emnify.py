@@ -51,4 +51,5 @@ PRESET = Preset(
     option_fields=("password_hash",),
     build=build,
     summary="emnify: username + SHA-1 password (or application token) for a refreshable JWT",
+    requires=(("username", "password"), ("application_token",)),
 )

@@ -117,4 +117,5 @@ PRESET = Preset(
     build=build,
     summary="any OAuth2 token endpoint: client credentials or password grant, Bearer tokens",
     table_fields=("params",),
+    requires=(("token_url", "client_id"),),
 )
