@@ -26,6 +26,7 @@ import structlog
 
 from authproxy.auth.grant import Grant
 from authproxy.crypto import Cipher, NullCipher
+from authproxy.stores.flock import write_lock_held
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.token_file import UNREADABLE, read_grants, read_grants_quietly, write_grants
 from authproxy.tasks import Tasks
@@ -65,6 +66,9 @@ class FileStore(MemoryStore):
         # A write in a thread may still run when `close` writes the last changes: one at a time,
         # so an older copy can never replace a newer one.
         self._write_lock = threading.Lock()
+        # Between processes (`authproxy login` writing the same file), the flock that the
+        # workers' shared file uses: a read-merge-write of one never interleaves another's.
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._warned = False
 
     def load(self, key: str) -> Grant | None:
@@ -159,9 +163,10 @@ class FileStore(MemoryStore):
         with self._write_lock:
             deleted = dict(self._deleted)
             try:
-                merged = self._merged(grants, read_grants_quietly(self.path, self._cipher))
-                write_grants(self.path, merged, self._cipher)
-                self._seen = self._stamp()
+                with write_lock_held(self._lock_path):
+                    merged = self._merged(grants, read_grants_quietly(self.path, self._cipher))
+                    write_grants(self.path, merged, self._cipher)
+                    self._seen = self._stamp()
             except OSError as error:
                 if not self._warned:
                     self._warned = True

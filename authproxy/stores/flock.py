@@ -27,12 +27,13 @@ two processes "hold" the lock at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -201,6 +202,39 @@ class FileLoginLock:
         if self._fd is not None:
             os.close(self._fd)  # releases the flock
             self._fd, self.held = None, False
+
+
+@contextlib.contextmanager
+def write_lock_held(lock_path: Path) -> Iterator[bool]:
+    """The token file's write lock, for a writer that runs in a thread (`FileStore`, the file of
+    one process, which `authproxy login` and `authproxy token` write as well): True while held.
+
+    False when it cannot be had: no flock on this OS, a lock file that is a symbolic link, or a
+    holder frozen for `WRITE_LOCK_WAIT`. The caller then writes unlocked, which risks losing the
+    other writer's entry to a race of milliseconds; not writing would lose this one's for sure.
+    """
+    try:
+        import fcntl  # noqa: F401 - POSIX-only: without it no lock file is made at all
+
+        fd = _open_lock(lock_path)
+    except (ImportError, StoreUnavailable):
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + WRITE_LOCK_WAIT
+        held = False
+        while not (held := _try_lock_if_possible(fd, lock_path)) and time.monotonic() < deadline:
+            time.sleep(random.uniform(*WRITE_POLL))
+        yield held
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _try_lock_if_possible(fd: int, path: Path) -> bool:
+    try:
+        return _try_lock(fd, path)
+    except (ImportError, StoreUnavailable):  # no fcntl (Windows), or a file system without flock
+        return False
 
 
 def _open_lock(path: Path) -> int:

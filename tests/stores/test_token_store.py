@@ -28,7 +28,7 @@ from authproxy.emulators import cosmic, cucumberstudio, emnify
 from authproxy.stores import file as tokens
 from authproxy.stores.file import FileStore
 from authproxy.stores.names import store_key
-from authproxy.stores.token_file import read_grants
+from authproxy.stores.token_file import read_grants, write_grants
 
 PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
@@ -63,7 +63,8 @@ def test_file_store_is_private_json_replaced_atomically(tmp_path: Path) -> None:
     # A new file renamed over the old one, never the old one rewritten in place (a crash
     # mid-write would leave half a file); and no temp file left behind.
     assert path.stat().st_ino != first_inode
-    assert os.listdir(path.parent) == ["tokens.json"]
+    # No temporary file is left; the lock file is what other writers (`authproxy login`) take.
+    assert sorted(os.listdir(path.parent)) == ["tokens.json", "tokens.json.lock"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     reread = FileStore(str(path)).load("cosmic:abc")
     assert reread is not None
@@ -304,3 +305,23 @@ async def test_rotation_on_every_answer_writes_the_file_at_most_about_once_a_sec
         async with running_proxy(settings, clock) as proxy:
             assert (await proxy.get("/cs/api/after-crash")).status == 200
         assert emu.state.logins == 2
+
+
+def test_a_write_waits_for_another_process_holding_the_file_lock(tmp_path: Path) -> None:
+    """`authproxy login` writes the proxy's file under `<file>.lock`: the proxy's own write
+    waits for it and then keeps its entry, instead of replacing the file from an older read."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "tokens.json"
+    store = FileStore(str(path))  # no tasks: each change is written at once, in this thread
+    with open(f"{path}.lock", "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # the other process is between its read and write
+        writer = threading.Thread(target=store.save, args=("mine", grant("t-mine")))
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive()  # waiting for the lock, not writing from its older read
+        write_grants(path, {"theirs": grant("t-theirs")}, NullCipher())
+        fcntl.flock(other, fcntl.LOCK_UN)
+    writer.join(10)
+    assert set(read_grants(path, NullCipher())) == {"mine", "theirs"}
