@@ -33,7 +33,6 @@ from authproxy.errors import ConfigError, ConfigProblem, LoginRejected, StoreUna
 from authproxy.server.login_driver import auth_driver
 from authproxy.settings import Route, Settings
 from authproxy.stores import Stores, open_stores
-from authproxy.stores.names import store_key
 from authproxy.upstream.pool import UpstreamPool
 
 LogIn = Callable[[], Awaitable[Grant]]
@@ -83,7 +82,7 @@ class RouteLogin:
         # As one of several workers: the file is then shared, written under its lock.
         self._stores = await open_stores(store, workers=2 if locking else 1)
         self._pool = UpstreamPool([self.route])
-        self.key = store_key(self.route, self._stores.name_key)
+        self.key = self._stores.name(self.route)  # under an older key of a rotation too
         return self
 
     async def __aexit__(

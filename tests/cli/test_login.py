@@ -244,7 +244,7 @@ async def test_a_running_proxy_on_the_file_takes_up_what_login_kept(
     assert cosmic.state.logins == 1  # still in the file after the proxy wrote it
 
 
-async def test_status_without_a_proxy_finds_a_token_kept_under_the_older_key(
+async def test_status_and_token_find_a_token_kept_under_the_older_key(
     stack: EmulatorStack, tmp_path: Path
 ) -> None:
     """Mid-rotation (`token_store_key: [new, old]`), the store is read as `serve` reads it."""
@@ -257,6 +257,9 @@ async def test_status_without_a_proxy_finds_a_token_kept_under_the_older_key(
     code, _, err = await run_cli("login", "emnify", "--config", str(config), env=ENV)
     assert code == 0, err
     config.write_text(f"token_store_key: [{new_key}, {old_key}]\n{base}")
+    code, _, err = await run_cli("token", "emnify", "--config", str(config), env=ENV)
+    assert code == 0, err
+    assert emnify(stack).logins == 1  # `token` found it, and logged in no more
     code, out, err = await run_cli("status", "--json", "--config", str(config), env=ENV)
     assert code == 0, err
     assert json.loads(out)["routes"]["emnify"]["token"]["state"] == "valid"
