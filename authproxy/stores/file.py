@@ -125,7 +125,9 @@ class FileStore(MemoryStore):
         self._dirty = True
         if self._tasks is None or self._closing:
             self._dirty = False
-            self._write(self._grants)
+            # On the event loop (or a command's only thread): the file lock is tried, never
+            # waited for; a holder keeps it for milliseconds, and this write then goes ahead.
+            self._write(self._grants, lock_wait=0.0)
         elif self._writer is None:
             self._writer = self._tasks.spawn(self._write_behind(), name="token-file-writer")
 
@@ -159,11 +161,11 @@ class FileStore(MemoryStore):
             )
             return {}
 
-    def _write(self, grants: Mapping[str, Grant]) -> None:
+    def _write(self, grants: Mapping[str, Grant], lock_wait: float | None = None) -> None:
         with self._write_lock:
             deleted = dict(self._deleted)
             try:
-                with write_lock_held(self._lock_path):
+                with write_lock_held(self._lock_path, lock_wait):
                     merged = self._merged(grants, read_grants_quietly(self.path, self._cipher))
                     write_grants(self.path, merged, self._cipher)
                     self._seen = self._stamp()

@@ -205,36 +205,54 @@ class FileLoginLock:
 
 
 @contextlib.contextmanager
-def write_lock_held(lock_path: Path) -> Iterator[bool]:
-    """The token file's write lock, for a writer that runs in a thread (`FileStore`, the file of
-    one process, which `authproxy login` and `authproxy token` write as well): True while held.
+def write_lock_held(lock_path: Path, wait: float | None = None) -> Iterator[bool]:
+    """The token file's write lock for a synchronous writer (`FileStore`, the file of one
+    process, which `authproxy login` and `authproxy token` write as well): True while held.
 
-    False when it cannot be had: no flock on this OS, a lock file that is a symbolic link, or a
-    holder frozen for `WRITE_LOCK_WAIT`. The caller then writes unlocked, which risks losing the
-    other writer's entry to a race of milliseconds; not writing would lose this one's for sure.
+    `wait` bounds the wait for another holder (default `WRITE_LOCK_WAIT`); a writer on the event
+    loop passes 0, so it never sleeps there. False when the lock cannot be had: no flock on this
+    OS or file system, a lock file that is a symbolic link, or a holder that keeps it past
+    `wait`. The caller then writes unlocked, which risks losing the other writer's entry to a
+    race of milliseconds; not writing would lose this one's for sure.
     """
-    try:
-        import fcntl  # noqa: F401 - POSIX-only: without it no lock file is made at all
-
-        fd = _open_lock(lock_path)
-    except (ImportError, StoreUnavailable):
+    fd = _lock_fd_if_possible(lock_path)
+    if fd is None:
         yield False
         return
     try:
-        deadline = time.monotonic() + WRITE_LOCK_WAIT
+        deadline = time.monotonic() + (WRITE_LOCK_WAIT if wait is None else wait)
         held = False
-        while not (held := _try_lock_if_possible(fd, lock_path)) and time.monotonic() < deadline:
-            time.sleep(random.uniform(*WRITE_POLL))
+        try:
+            while not (held := _try_lock(fd, lock_path)) and time.monotonic() < deadline:
+                time.sleep(random.uniform(*WRITE_POLL))  # only ever in a thread (`wait` > 0)
+        except StoreUnavailable:  # flock itself failed (ENOLCK, ...): waiting cannot help
+            held = False
+        if not held:
+            _warn_unlocked_once(lock_path)
         yield held
     finally:
         os.close(fd)  # releases the flock
 
 
-def _try_lock_if_possible(fd: int, path: Path) -> bool:
+def _lock_fd_if_possible(lock_path: Path) -> int | None:
     try:
-        return _try_lock(fd, path)
-    except (ImportError, StoreUnavailable):  # no fcntl (Windows), or a file system without flock
-        return False
+        import fcntl  # noqa: F401 - POSIX-only: without it no lock file is made at all
+    except ImportError:
+        return None
+    try:
+        return _open_lock(lock_path)
+    except StoreUnavailable:
+        _warn_unlocked_once(lock_path)
+        return None
+
+
+_warned_unlocked: set[Path] = set()  # lock paths of this process's config: a handful at most
+
+
+def _warn_unlocked_once(lock_path: Path) -> None:
+    if lock_path not in _warned_unlocked:
+        _warned_unlocked.add(lock_path)
+        log.warning("token file written without its lock", lock=str(lock_path))
 
 
 def _open_lock(path: Path) -> int:

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import MappingProxyType
 
@@ -26,9 +27,11 @@ from authproxy.auth.grant import Grant
 from authproxy.crypto import NullCipher
 from authproxy.emulators import cosmic, cucumberstudio, emnify
 from authproxy.stores import file as tokens
+from authproxy.stores import flock
 from authproxy.stores.file import FileStore
 from authproxy.stores.names import store_key
 from authproxy.stores.token_file import read_grants, write_grants
+from authproxy.tasks import Tasks
 
 PASSWORD = cosmic.DEMO_CREDENTIALS["password"]
 COSMIC = {"preset": "cosmic", **cosmic.DEMO_CREDENTIALS}
@@ -307,21 +310,46 @@ async def test_rotation_on_every_answer_writes_the_file_at_most_about_once_a_sec
         assert emu.state.logins == 2
 
 
-def test_a_write_waits_for_another_process_holding_the_file_lock(tmp_path: Path) -> None:
-    """`authproxy login` writes the proxy's file under `<file>.lock`: the proxy's own write
-    waits for it and then keeps its entry, instead of replacing the file from an older read."""
+@contextlib.contextmanager
+def held_by_another_process(lock_path: str) -> Iterator[Callable[[], None]]:
+    """The token file's write lock taken as `authproxy login` takes it; yields its release."""
     import fcntl
-    import threading
 
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield lambda: fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+async def test_a_write_waits_for_another_process_holding_the_file_lock(tmp_path: Path) -> None:
+    """`authproxy login` writes the proxy's file under `<file>.lock`: the proxy's own write (in
+    a thread) waits for it and then keeps its entry, instead of replacing the file from an
+    older read."""
     path = tmp_path / "tokens.json"
-    store = FileStore(str(path))  # no tasks: each change is written at once, in this thread
-    with open(f"{path}.lock", "a+") as other:
-        fcntl.flock(other, fcntl.LOCK_EX)  # the other process is between its read and write
-        writer = threading.Thread(target=store.save, args=("mine", grant("t-mine")))
-        writer.start()
-        writer.join(0.3)
-        assert writer.is_alive()  # waiting for the lock, not writing from its older read
-        write_grants(path, {"theirs": grant("t-theirs")}, NullCipher())
-        fcntl.flock(other, fcntl.LOCK_UN)
-    writer.join(10)
+    tasks = Tasks()
+    store = FileStore(str(path), tasks=tasks)
+    try:
+        with held_by_another_process(f"{path}.lock") as release:
+            store.save("mine", grant("t-mine"))  # written behind, in a thread
+            await asyncio.sleep(0.3)
+            assert not path.exists()  # waiting for the lock, not writing from an older read
+            write_grants(path, {"theirs": grant("t-theirs")}, NullCipher())
+            release()
+        await store.close()
+    finally:
+        await tasks.close()
     assert set(read_grants(path, NullCipher())) == {"mine", "theirs"}
+
+
+def test_a_write_on_the_event_loop_never_waits_for_the_file_lock(tmp_path: Path) -> None:
+    """Without a writer thread (a command, or a change during shutdown) the lock is tried once:
+    a frozen holder costs the loop nothing, and the token is still written."""
+    path = tmp_path / "tokens.json"
+    store = FileStore(str(path))
+    with held_by_another_process(f"{path}.lock"):
+        started = time.monotonic()
+        store.save("mine", grant("t-mine"))
+        assert time.monotonic() - started < flock.WRITE_LOCK_WAIT  # not the frozen holder's wait
+    assert set(read_grants(path, NullCipher())) == {"mine"}
