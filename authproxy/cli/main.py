@@ -18,7 +18,12 @@ from typing import Any
 
 from authproxy.cli.parser import ROTATION_HINT
 from authproxy.cli.parser import build_parser as build_parser  # re-exported: tests, tools
-from authproxy.cli.status import fetch_running_status, format_table, stored_status
+from authproxy.cli.status import (
+    StatusRefused,
+    fetch_running_status,
+    format_table,
+    stored_status,
+)
 from authproxy.config.addresses import parse_listen
 from authproxy.config.describe import describe_settings
 from authproxy.config.gateway_block import refuse_unsafe_start
@@ -198,15 +203,24 @@ def _status(path: str, *, as_json: bool) -> int:
         settings: Settings | ConfigError = parse_settings(data, source=path, environ=os.environ)
     except ConfigError as error:
         settings = error
-    document = fetch_running_status(listen)
+    try:
+        document = fetch_running_status(listen)
+        silence, proxy_said = f"no proxy answered at {listen}", f"none answered at {listen}"
+    except StatusRefused as refused:
+        document = None
+        proxy_said = f"refused /-/status at {listen} ({refused.status})"
+        silence = (
+            f"the proxy at {listen} refused /-/status ({refused.status}): with clients it needs "
+            "an admin client's key"
+        )
     if document is not None:
         document["source"] = f"running proxy at {listen}"
     else:
-        print(f"authproxy: no proxy answered at {listen}; reading the token store", file=sys.stderr)
+        print(f"authproxy: {silence}; reading the token store", file=sys.stderr)
         if isinstance(settings, ConfigError):
             raise settings
         document = asyncio.run(stored_status(settings, time.time()))
-        document["proxy"] = f"none answered at {listen}"
+        document["proxy"] = proxy_said
     print(json.dumps(document, indent=2) if as_json else format_table(document))
     return EXIT_OK
 

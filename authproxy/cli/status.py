@@ -18,10 +18,23 @@ from authproxy.gateway.status import iso
 from authproxy.secrets import masked
 from authproxy.settings import ListenAddress, Route, Settings
 from authproxy.stores import Stores, open_stores
+from authproxy.stores.names import store_key
 
 
-def fetch_running_status(listen: ListenAddress, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The running proxy's /-/status at `listen`, or None when none answers there."""
+class StatusRefused(Exception):
+    """A proxy answered at the address but refused /-/status (a gateway: an admin's key)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"answered {status}")
+        self.status = status
+
+
+def fetch_running_status(listen: ListenAddress, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The running proxy's /-/status at `listen`, or None when none answers there; raises
+    StatusRefused when one answers 401 or 403.
+
+    No proxy listening is found at once (connection refused); `timeout` is for one that is busy.
+    """
     if listen.path is None and listen.port == 0:
         return None
     try:
@@ -29,12 +42,16 @@ def fetch_running_status(listen: ListenAddress, timeout: float = 2.0) -> dict[st
         try:
             connection.request("GET", "/-/status", headers={"Accept": "application/json"})
             answer = connection.getresponse()
+            if answer.status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+                raise StatusRefused(answer.status)
             if answer.status != HTTPStatus.OK:
                 return None
-            document: dict[str, Any] = json.load(answer)
+            document = json.load(answer)
         finally:
             connection.close()
     except (OSError, ValueError, http.client.HTTPException):
+        return None
+    if not isinstance(document, dict):
         return None
     return masked(document)  # an older proxy may not mask what this config marks secret
 
@@ -79,13 +96,19 @@ async def stored_status(settings: Settings, now: float) -> dict[str, Any]:
 async def _stored_route(stores: Stores, route: Route, now: float) -> dict[str, Any]:
     if route.auth is None:
         return {"upstream": str(route.upstream), "token": None}
-    key = stores.name(route)  # found under an older key of a rotation too, as `serve` finds it
-    grant = stores.local.load(key)
-    if grant is None and stores.shared is not None:
-        try:
-            grant = await stores.shared.load(key)
-        except StoreUnavailable:
-            grant = None
+    grant = None
+    # Under the current key's name, else an older key's (mid-rotation): read only, never moved
+    # as `serve` would move it, so that asking changes nothing (a proxy on the old keys may run).
+    keys = (stores.name_key, *stores.older_name_keys)
+    for name in dict.fromkeys(store_key(route, key) for key in keys):
+        grant = stores.local.load(name)
+        if grant is None and stores.shared is not None:
+            try:
+                grant = await stores.shared.load(name)
+            except StoreUnavailable:
+                grant = None
+        if grant is not None:
+            break
     if grant is None:
         state = "static" if route.auth.is_static else "none"
     elif grant.expires_at is not None and now >= grant.expires_at:

@@ -257,11 +257,14 @@ async def test_status_and_token_find_a_token_kept_under_the_older_key(
     code, _, err = await run_cli("login", "emnify", "--config", str(config), env=ENV)
     assert code == 0, err
     config.write_text(f"token_store_key: [{new_key}, {old_key}]\n{base}")
-    code, _, err = await run_cli("token", "emnify", "--config", str(config), env=ENV)
-    assert code == 0, err
-    assert emnify(stack).logins == 1  # `token` found it, and logged in no more
+    tokens = tmp_path / "tokens.json"
+    before = tokens.read_bytes()
     code, out, err = await run_cli("status", "--json", "--config", str(config), env=ENV)
     assert code == 0, err
     assert json.loads(out)["routes"]["emnify"]["token"]["state"] == "valid"
+    assert tokens.read_bytes() == before  # asking moved nothing: a proxy on the old key may run
+    code, _, err = await run_cli("token", "emnify", "--config", str(config), env=ENV)
+    assert code == 0, err
+    assert emnify(stack).logins == 1  # `token` found it, and logged in no more
     assert old_key not in out + err
     assert new_key not in out + err

@@ -69,3 +69,25 @@ async def test_with_no_proxy_the_store_needs_the_credentials(tmp_path: Path) -> 
         f"authproxy: no proxy answered at 127.0.0.1:{port}; reading the token store"
     )
     assert f"environment variable {UNSET} is not set" in err
+
+
+async def test_a_gateway_that_refuses_status_is_not_called_silent(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\ntoken_store: {tmp_path / 'tokens.json'}\n"
+        "clients:\n  alice: {key: alice-key-0123456789abcdef}\n"
+        "routes:\n  plain:\n    upstream: http://127.0.0.1:1\n"
+    )
+    proxy = await start_proxy("serve", "--config", str(config))
+    try:
+        code, out, err = await run_cli("status", "--config", str(config))
+    finally:
+        assert await proxy.stop() == 0
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        f"authproxy: the proxy at 127.0.0.1:{port} refused /-/status (401): with clients it "
+        "needs an admin client's key; reading the token store"
+    )
+    assert f"proxy: refused /-/status at 127.0.0.1:{port} (401)" in out
+    assert "alice-key-0123456789abcdef" not in out + err
