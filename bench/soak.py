@@ -11,9 +11,9 @@ Each run prints one line a minute: resident memory and open descriptors of the p
 the asyncio tasks of the process that answered `/-/status`, requests, what clients saw (401, 5xx),
 and logins and refreshes per API as the emulators counted them. The verdict fails a run when:
 - resident memory grows by more than 10 MiB after minute 2;
-- open descriptors keep growing: the median of the second half of the run (after minute 2) is
-  more than a small slack above that of the first half (single samples vary with the
-  connections open at that instant);
+- open descriptors keep growing: the median of the last quarter of the run is more than a small
+  slack above that of its first half, both after minute 2 (single samples vary with the
+  connections open at that instant); a run of under 8 minutes is too short to judge;
 - any client sees a 401 or a 5xx;
 - an API counted more logins than one per token, plus one per revocation, plus the first. A
   token is renewed at 80% of its life (less up to 5% of jitter, and a JWT's whole-second `exp`
@@ -52,6 +52,7 @@ MIB = 1024 * 1024
 RENEW_AT, JITTER = 0.8, 0.05
 RSS_GROWTH_LIMIT = 10 * MIB
 FD_SLACK = 4
+MIN_LATER_SAMPLES = 6  # minutes after minute 2: a shorter run cannot tell a level from a peak
 SAMPLE_PATHS = {
     "cosmic": "/v1/buckets/soak",
     "coco": "/account/profile",
@@ -359,20 +360,21 @@ def verdict(run: Run, elapsed: float) -> list[tuple[bool, str]]:
 
 
 def _descriptors_check(later: list[Sample]) -> tuple[bool, str]:
-    """Descriptors leak when their level keeps rising, so the two halves of the run after
-    minute 2 are compared by their medians. One sample is no evidence either way: each counts
-    the client connections in flight and the upstream connections idle in the pools (closed
-    after 30 s) at that instant, so a burst of overlapping requests shows as a peak that is
-    gone a minute later."""
-    half = max(1, len(later) // 2)
-    first, second = later[:half], later[half:] or later[-1:]
+    """Descriptors leak when their level keeps rising, so the level of the first half of the
+    run after minute 2 is compared with that of its last quarter, each by its median. One
+    sample is no evidence either way: each counts the client connections in flight and the
+    upstream connections idle in the pools (closed after 30 s) at that instant, so a burst of
+    overlapping requests shows as a peak that is gone a minute later."""
+    if len(later) < MIN_LATER_SAMPLES:
+        return False, f"open fds: {len(later)} samples after minute 2, too few to judge"
+    first, last = later[: len(later) // 2], later[-max(2, len(later) // 4) :]
     before = statistics.median(s.fds for s in first)
-    after = statistics.median(s.fds for s in second)
+    after = statistics.median(s.fds for s in last)
     peak = max(later, key=lambda s: s.fds)
     return (
         after <= before + FD_SLACK,
         f"open fds: median {before:g} in minutes {first[0].minute}-{first[-1].minute}, "
-        f"{after:g} in minutes {second[0].minute}-{second[-1].minute} "
+        f"{after:g} in minutes {last[0].minute}-{last[-1].minute} "
         f"(peak {peak.fds} at minute {peak.minute})",
     )
 

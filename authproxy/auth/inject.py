@@ -8,6 +8,7 @@ captures), before the first request. `apply` then only looks values up and joins
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+from typing import Final
 
 from authproxy.auth.grant import Grant
 from authproxy.auth.templates import Template, compile_template
@@ -24,7 +25,14 @@ class CompiledInjector:
     `defaults` are set only when the client sent no header of that name.
     """
 
-    __slots__ = ("_credentials", "_defaults", "_headers", "default_names", "names")
+    __slots__ = (
+        "_credentials",
+        "_default_lowered",
+        "_defaults",
+        "_headers",
+        "default_names",
+        "names",
+    )
 
     def __init__(self, headers: Compiled, defaults: Compiled, credentials: Mapping[str, str]):
         self._headers = headers
@@ -33,8 +41,9 @@ class CompiledInjector:
         # Lower-cased names, read on every request: built once. `names` are always set, so
         # client copies never get through; `default_names` are set only when the client sent
         # none, so a client's own value for one of those is kept on purpose.
-        self.names = frozenset(name.lower() for name, _ in headers)
-        self.default_names = frozenset(name.lower() for name, _ in defaults)
+        self.names: Final = frozenset(name.lower() for name, _ in headers)
+        self._default_lowered = tuple(name.lower() for name, _ in defaults)
+        self.default_names: Final = frozenset(self._default_lowered)
 
     @classmethod
     def from_spec(cls, spec: AuthSpec) -> CompiledInjector:
@@ -74,8 +83,10 @@ class CompiledInjector:
             headers[name] = template.render(values)
         if self._defaults:
             present = {key.lower() for key in headers}
-            for name, template in self._defaults:
-                if name.lower() not in present:
+            for (name, template), lowered in zip(
+                self._defaults, self._default_lowered, strict=True
+            ):
+                if lowered not in present:
                     headers[name] = template.render(values)
 
     def __repr__(self) -> str:

@@ -40,6 +40,8 @@ from authproxy.server.worker import bind_worker, serve_worker
 from authproxy.settings import Settings
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# Commands whose answer is what they print: a reader that stops early ends them quietly.
+ANSWERING_COMMANDS = frozenset({"check", "status", "login", "token", "schema", "keygen"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        if args.command not in ANSWERING_COMMANDS:  # a server's log pipe gone is a failure
+            print("authproxy: unexpected error: BrokenPipeError", file=sys.stderr)
+            return EXIT_UNEXPECTED
         _stop_writing_stdout()  # the reader (`| head`) has what it wanted: not an error
         return EXIT_OK
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, no traceback
@@ -122,13 +127,21 @@ def entry() -> None:
         sys.stdout.flush()  # a short answer is still buffered here; its reader may be gone too
     except BrokenPipeError:
         _stop_writing_stdout()
+    except OSError as error:  # a full disk under `authproxy schema > file`
+        _stop_writing_stdout()
+        print(f"authproxy: cannot write the output: {error.strerror}", file=sys.stderr)
+        code = code or EXIT_RUNTIME
     sys.exit(code)
 
 
 def _stop_writing_stdout() -> None:
     # Python flushes stdout once more at exit; pointed at /dev/null that flush cannot fail.
+    try:
+        target = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (main() called in-process)
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, target)
     os.close(devnull)
 
 
