@@ -7,18 +7,15 @@ redirect points at. What each one received shows where credentials went.
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
-import structlog
 from aiohttp import web
 from authfakes import route, running_proxy, settings_for
 
 from authproxy.auth.clock import ManualClock
-from authproxy.logs.setup import configure_logging
 
 CLIENT_ID, CLIENT_SECRET = "client-0c4b7e", "secret-9d2f61a8"
 DESCRIPTION = "maintenance-window-note-4af1"  # an error_description: never read, never shown
@@ -49,21 +46,6 @@ async def serving(server: Server) -> AsyncIterator[Server]:
         yield server
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """The real logging pipeline rendering JSON into a StringIO; undone afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(json=True, stream=stream)
-    try:
-        yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def oauth2(api: Server, idp: Server) -> dict[str, object]:

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import structlog
 from fakes import FakeUpstream, raw_request
 from yarl import URL
 
 from authproxy.config.load import parse_settings
 from authproxy.errors import ConfigError
-from authproxy.logs.setup import configure_logging
 from authproxy.server.app import Proxy
 
 CLIENT_KEY = "alice-key-4c8d2e0f9a7b6c5d"
@@ -30,20 +27,6 @@ COMBINED = re.compile(
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-) '
     r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"$'
 )
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(json=True, stream=stream)
-    try:
-        yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 @asynccontextmanager

@@ -10,10 +10,8 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import structlog
 from aiohttp import ClientSession, web
 from fakes import FakeUpstream, RawUpstream, get, raw_request, route, running_proxy
@@ -26,21 +24,6 @@ Secret(SECRET)  # registered for redaction, as config loading does for every cre
 BEARER = "bearer-tok-7f3a9c1e55"
 COOKIE = "sid-cookie-0b1d2e3f44"
 QUERY_VALUE = "query-value-a1b2c3"
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """The real logging pipeline, rendering JSON into a StringIO; undone afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(json=True, stream=stream)
-    try:
-        yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def events(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
-import pytest
-import structlog
 from authfakes import Emulator, RunningProxy, route, running_proxy, serve, settings_for, wait_until
 
 from authproxy.auth.clock import ManualClock
@@ -23,7 +19,6 @@ from authproxy.emulators import coco, cosmic, crux, cucumberstudio, emnify
 from authproxy.emulators.crux import CruxState
 from authproxy.emulators.cucumberstudio import CucumberStudioState
 from authproxy.emulators.emnify import EmnifyState
-from authproxy.logs.setup import configure_logging
 
 COSMIC_EMAIL, COSMIC_PASSWORD = "leak-cosmic@example.test", "cosmic-pass-5b2e91d0"
 EMNIFY_USER, EMNIFY_PASSWORD = "leak-emnify-user", "emnify-pass-c4d8a07e"
@@ -45,21 +40,6 @@ LITERALS = (
     WRONG_PASSWORD,
     hashlib.sha1(WRONG_PASSWORD.encode()).hexdigest(),
 )
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """The real logging pipeline rendering JSON into a StringIO; undone afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(json=True, stream=stream)
-    try:
-        yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 class Issued:
