@@ -64,6 +64,15 @@ async def get(url: str) -> int:
         return answer.status
 
 
+async def one_request_through_a_proxy(config: Path, env: dict[str, str]) -> int:
+    """A fresh `authproxy serve` on `config` for one request to emnify: its status."""
+    proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0", env=env)
+    try:
+        return await get(f"{proxy.url}/emnify/api/v1/endpoint")
+    finally:
+        assert await proxy.stop() == 0
+
+
 async def test_login_keeps_the_token_for_a_proxy_on_the_same_file(
     stack: EmulatorStack, tmp_path: Path
 ) -> None:
@@ -78,11 +87,7 @@ async def test_login_keeps_the_token_for_a_proxy_on_the_same_file(
     token = emnify(stack).tokens._expiry.copy()
     assert not any(value in out + err for value in token)
     assert PASSWORD not in out + err
-    proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0", env=ENV)
-    try:
-        assert await get(f"{proxy.url}/emnify/api/v1/endpoint") == 200
-    finally:
-        assert await proxy.stop() == 0
+    assert await one_request_through_a_proxy(config, ENV) == 200
     assert emnify(stack).logins == 1  # the proxy used the token login kept
 
 
@@ -141,25 +146,13 @@ async def test_a_hold_recorded_by_a_running_proxy_is_honoured(
     stack: EmulatorStack, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, stack)
-    proxy = await start_proxy(
-        "serve", "--config", str(config), "--listen", "127.0.0.1:0", env=WRONG
-    )
-    try:
-        assert await get(f"{proxy.url}/emnify/api/v1/endpoint") == 502
-    finally:
-        assert await proxy.stop() == 0
+    assert await one_request_through_a_proxy(config, WRONG) == 502
     assert emnify(stack).login_attempts == 1
     code, _, err = await run_cli("login", "emnify", "--config", str(config), env=WRONG)
     assert code == 1
     assert "a login was rejected at " in err
     # A proxy started during the hold waits it out too: a restart loop never retries it.
-    proxy = await start_proxy(
-        "serve", "--config", str(config), "--listen", "127.0.0.1:0", env=WRONG
-    )
-    try:
-        assert await get(f"{proxy.url}/emnify/api/v1/endpoint") == 502
-    finally:
-        assert await proxy.stop() == 0
+    assert await one_request_through_a_proxy(config, WRONG) == 502
     assert emnify(stack).login_attempts == 1
 
 
@@ -170,11 +163,7 @@ async def test_login_shares_the_token_through_redis(
     code, out, err = await run_cli("login", "emnify", "--config", str(config), env=ENV)
     assert code == 0, err
     assert "kept in the token store" in out
-    proxy = await start_proxy("serve", "--config", str(config), "--listen", "127.0.0.1:0", env=ENV)
-    try:
-        assert await get(f"{proxy.url}/emnify/api/v1/endpoint") == 200
-    finally:
-        assert await proxy.stop() == 0
+    assert await one_request_through_a_proxy(config, ENV) == 200
     assert emnify(stack).logins == 1
 
 
