@@ -6,10 +6,10 @@ States, from the hot path's view (`authorize`):
     INVALID  none, or expired: the request waits on the one login in flight (single-flight)
     FAILED   the last login failed and its backoff has not run out: 502 at once, no login
 
-Failed logins back off in `backoff.py`, refused tokens are judged in `refusals.py`, lifetimes the
-API does not announce are learned in `lifetimes.py`, logins run one at a time in `flight.py`, the
-route's entries in its stores are kept by `records.py`, and the shared store is used through
-`shared.RouteSharing`: this module is the state machine.
+New grants come from `supply.py` (another process's, or one login at a time, backed off after a
+failure), refused tokens are judged in `refusals.py`, lifetimes the API does not announce are
+learned in `lifetimes.py`, and the route's entries in its stores are kept by `records.py`: this
+module is the state machine.
 """
 
 from __future__ import annotations
@@ -20,24 +20,19 @@ from collections.abc import Mapping
 import structlog
 from multidict import CIMultiDict
 
-from authproxy.auth.backoff import LoginBackoff
 from authproxy.auth.clock import Clock
 from authproxy.auth.driver import AuthDriver
-from authproxy.auth.flight import LoginFlight
 from authproxy.auth.flow import adopt_from_response
 from authproxy.auth.flow import static_grant as make_static_grant
 from authproxy.auth.grant import Grant
-from authproxy.auth.holds import held_failure, hold_record
 from authproxy.auth.inject import CompiledInjector
 from authproxy.auth.lifetimes import LifetimeLearner
 from authproxy.auth.ports import Answer, TokenStore
-from authproxy.auth.records import RouteRecords
 from authproxy.auth.refusals import RefusalEvidence
-from authproxy.auth.renewal import renew_or_login
-from authproxy.auth.shared import RouteSharing, SharedTokens
+from authproxy.auth.shared import SharedTokens
 from authproxy.auth.stats import AuthStats, TokenStatus
+from authproxy.auth.supply import GrantSupply
 from authproxy.auth_spec import AuthSpec
-from authproxy.errors import LoginFailed, LoginRejected
 from authproxy.tasks import Tasks
 
 log = structlog.get_logger("authproxy.auth")
@@ -64,7 +59,6 @@ class TokenManager:
         self.store_key = store_key
         self.stats = AuthStats()
         self.lifetimes = LifetimeLearner()
-        self._driver = driver
         self._clock = clock
         self._tasks = tasks
         self._rng = rng or random.Random()
@@ -75,36 +69,28 @@ class TokenManager:
         self._refusals = RefusalEvidence(route)
         self._grant: Grant | None = None
         self._renew_at: float | None = None
-        self._flight = LoginFlight(
-            route,
-            tasks,
-            self._attempt,
-            succeeded=lambda grant, obtained: self._install(grant, announce=obtained),
-            failed=self._record_failure,
-        )
-        self._backoff = LoginBackoff(route, spec.relogin_after_rejection)
         self._used_since_login = False
-        self._sharing: RouteSharing | None = None
-        if shared is not None and not spec.is_static:
-            self._sharing = RouteSharing(
-                route,
-                store_key,
-                shared,
-                current=lambda: self._grant,
-                adopt=lambda grant: self._install(grant, announce=False),
-                acceptable=self._fits,
-                clock=clock,
-                tasks=tasks,
-            )
-        self._records = RouteRecords(route, store, store_key, self._sharing)
+        self._supply = GrantSupply(
+            route,
+            spec,
+            driver=driver,
+            store=store,
+            store_key=store_key,
+            injector=self._injector,
+            clock=clock,
+            tasks=tasks,
+            stats=self.stats,
+            shared=shared,
+            current=lambda: self._grant,
+            install=lambda grant, logged_in: self._install(grant, announce=logged_in),
+        )
+        self._sharing = self._supply.sharing
+        self._records = self._supply.records
         if spec.is_static:
             self._grant = make_static_grant(spec, clock.now())
-        elif (stored := self._records.grant()) is not None and self._fits(stored):
+        elif (stored := self._records.grant()) is not None and self._supply.fits(stored):
             self._install(stored, announce=False)
-        if not spec.is_static and (hold := self._records.hold(clock.now())):
-            # A login refused shortly before (another process, `authproxy login`, or this proxy
-            # before a restart): a restart loop must not try the same password again.
-            self._backoff.hold_until(hold.until, held_failure(route, hold))
+        self._supply.resume_hold()  # after that install, which ends any hold
 
     @property
     def current_grant(self) -> Grant | None:
@@ -113,7 +99,7 @@ class TokenManager:
     @property
     def logging_in(self) -> bool:
         """A login or refresh is in flight."""
-        return self._flight.busy
+        return self._supply.busy
 
     def usable(self, now: float) -> bool:
         """True when a request now gets a token without waiting on a login (fresh or stale).
@@ -131,7 +117,7 @@ class TokenManager:
             now,
             static=self.spec.is_static,
             usable=self.usable(now),
-            failing=self._backoff.holding(now) is not None,
+            failing=self._supply.holding(now) is not None,
             renew_at=self._renew_at,
             learned_lifetime=self.lifetimes.learned,
         )
@@ -142,7 +128,7 @@ class TokenManager:
         """A grant for one request, its headers set on `headers`; raises LoginFailed."""
         grant = self._grant
         if grant is None or (self._renew_at is not None and not self._fresh(grant)):
-            grant = await self._obtain()
+            grant = await self._supply.obtain()
         self._injector.apply(headers, grant)
         return grant
 
@@ -154,7 +140,7 @@ class TokenManager:
             self._used_since_login = True
             return True
         if not grant.expired(now):
-            self._renew_in_background()
+            self._supply.renew_in_background()
             return True
         return False
 
@@ -186,7 +172,7 @@ class TokenManager:
         """The upstream refused `grant`: a new grant (injected into `headers`) to replay with, or
         None when the refusal is to be passed on (see refusals.py)."""
         now = self._clock.now()
-        if grant is self._grant and not self._flight.busy:
+        if grant is self._grant and not self._supply.busy:
             if not self._refusals.ends(now):
                 return None
             if not self._refusals.unproven and grant.expires_at is None:
@@ -197,9 +183,9 @@ class TokenManager:
                 await self._sharing.forget(token)
         renewed = self._grant
         if renewed is None or renewed is grant or not self.usable(now):
-            if not self._flight.busy and self._refusals.holding(now):
+            if not self._supply.busy and self._refusals.holding(now):
                 return None
-            renewed = await self._obtain()
+            renewed = await self._supply.obtain()
         self._injector.apply(headers, renewed)
         return renewed
 
@@ -214,53 +200,7 @@ class TokenManager:
                 self._sharing.go_private()
             self._install(rotated, announce=False)
 
-    # ---- obtaining tokens ---------------------------------------------------------------------
-
-    def _fits(self, grant: Grant) -> bool:
-        """A stored grant this route can use: the values its headers read, and not expired.
-
-        A grant stored under an older custom flow may lack a value the current inject reads, and
-        would fail every request (KeyError).
-        """
-        return self._injector.accepts(grant) and not grant.expired(self._clock.now())
-
-    async def _obtain(self) -> Grant:
-        if not self._flight.busy and (stored := self._take_stored()) is not None:
-            return stored
-        if not self._flight.busy and (failure := self._backoff.holding(self._clock.now())):
-            raise failure
-        return await self._flight.join()
-
-    def _take_stored(self) -> Grant | None:
-        """A usable grant another process put in this process's store (`authproxy login` on
-        the token file), installed; None when there is none. A shared store is read by the
-        login itself (`RouteSharing`); a memory store only holds what this process put there."""
-        if self._sharing is not None:
-            return None
-        stored = self._records.grant()
-        current = self._grant
-        if stored is None or stored is current or not self._fits(stored):
-            return None
-        if current is not None and stored.values == current.values:
-            return None
-        log.info("using a token another process stored", route=self.route)
-        self._install(stored, announce=False)
-        return stored
-
-    def _renew_in_background(self) -> None:
-        if self._backoff.holding(self._clock.now()) is None:
-            self._flight.start_in_background()
-
-    async def _attempt(self) -> tuple[Grant, bool]:
-        """A new grant and whether this process logged in for it (False: another one did)."""
-        if self._sharing is None:
-            return await self._renew_or_login(), True
-        return await self._sharing.obtain(self._renew_or_login)
-
-    async def _renew_or_login(self) -> Grant:
-        return await renew_or_login(
-            self.spec, self._driver, self._grant, self._clock.now(), self.stats
-        )
+    # ---- the grant held: installed, renewed when due, dropped --------------------------------
 
     def _install(self, grant: Grant, *, announce: bool) -> None:
         """Make `grant` the current one; `announce`: this process just logged in for it."""
@@ -272,13 +212,12 @@ class TokenManager:
             if self.lifetimes.sticky and not sticky:
                 log.info("logging in again gives the token already held", route=self.route)
         self._grant = grant
-        self._backoff.succeeded()
         self._used_since_login = False
         self._refusals.installed(fresh=announce)
         self._renew_at = self._renew_deadline(grant)
         self._records.save(grant)
+        self._supply.installed(logged_in=announce)
         if announce:
-            self._records.keep_hold(None)  # credentials that log in are held off no more
             self.stats.last_login_at = now
             lifetime = None if grant.expires_at is None else round(grant.expires_at - now, 1)
             log.info("token obtained", route=self.route, lifetime_seconds=lifetime)
@@ -295,16 +234,9 @@ class TokenManager:
         assert self._renew_at is not None
         await self._clock.sleep_until(self._renew_at)
         if self._grant is grant and self._used_since_login:
-            self._renew_in_background()
+            self._supply.renew_in_background()
 
     def _drop(self) -> None:
         self._grant = None
         self._renew_at = None
         self._records.forget()
-
-    def _record_failure(self, error: LoginFailed) -> None:
-        now = self._clock.now()
-        self.stats.failed(error, now)
-        self._backoff.failed(error, now)
-        if isinstance(error, LoginRejected):
-            self._records.keep_hold(hold_record(error, now, self.spec.relogin_after_rejection))

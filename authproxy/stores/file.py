@@ -26,7 +26,7 @@ import structlog
 
 from authproxy.auth.grant import Grant
 from authproxy.crypto import Cipher, NullCipher
-from authproxy.stores.flock import write_lock_held
+from authproxy.stores.lock_file import write_lock_held
 from authproxy.stores.memory import MemoryStore
 from authproxy.stores.token_file import UNREADABLE, read_grants, read_grants_quietly, write_grants
 from authproxy.tasks import Tasks

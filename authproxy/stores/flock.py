@@ -27,13 +27,11 @@ two processes "hold" the lock at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -43,15 +41,13 @@ from authproxy.auth.grant import Grant
 from authproxy.auth.ports import Ready
 from authproxy.crypto import Cipher
 from authproxy.errors import StoreUnavailable
+from authproxy.stores.lock_file import WRITE_LOCK_WAIT as WRITE_LOCK_WAIT  # re-exported
+from authproxy.stores.lock_file import WRITE_POLL, open_lock, try_lock
 from authproxy.stores.token_file import UNREADABLE, read_grants, write_grants
 
 log = structlog.get_logger("authproxy.stores.flock")
 
 LOGIN_POLL = (0.02, 0.05)  # seconds between a login waiter's attempts, drawn uniformly
-WRITE_POLL = (0.002, 0.01)  # the write lock is held for milliseconds
-# A write lock not free after this long has a frozen holder (SIGSTOP, a debugger): give up and
-# let the caller fall back as if the store were down, rather than hang requests.
-WRITE_LOCK_WAIT = 5.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -111,7 +107,7 @@ class FileTokenStore:
 
     async def ping(self) -> bool:
         try:
-            os.close(_open_lock(self._lock_path))
+            os.close(open_lock(self._lock_path))
         except StoreUnavailable:
             return False
         return True
@@ -138,10 +134,10 @@ class FileTokenStore:
 
     async def _update(self, change: Callable[[dict[str, Grant]], bool]) -> bool:
         """Read, `change`, write back if it says so: one step for every process (write lock)."""
-        fd = _open_lock(self._lock_path)
+        fd = open_lock(self._lock_path)
         try:
             deadline = time.monotonic() + WRITE_LOCK_WAIT
-            while not _try_lock(fd, self._lock_path):
+            while not try_lock(fd, self._lock_path):
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(f"token file lock {self._lock_path} is not released")
                 await asyncio.sleep(random.uniform(*WRITE_POLL))
@@ -180,9 +176,9 @@ class FileLoginLock:
         return 0
 
     async def __aenter__(self) -> FileLoginLock:
-        fd = _open_lock(self.path)
+        fd = open_lock(self.path)
         try:
-            while not _try_lock(fd, self.path):
+            while not try_lock(fd, self.path):
                 if self._ready is not None and await self._ready():
                     os.close(fd)
                     return self
@@ -202,85 +198,3 @@ class FileLoginLock:
         if self._fd is not None:
             os.close(self._fd)  # releases the flock
             self._fd, self.held = None, False
-
-
-@contextlib.contextmanager
-def write_lock_held(lock_path: Path, wait: float | None = None) -> Iterator[bool]:
-    """The token file's write lock for a synchronous writer (`FileStore`, the file of one
-    process, which `authproxy login` and `authproxy token` write as well): True while held.
-
-    `wait` bounds the wait for another holder (default `WRITE_LOCK_WAIT`); a writer on the event
-    loop passes 0, so it never sleeps there. False when the lock cannot be had: no flock on this
-    OS or file system, a lock file that is a symbolic link, or a holder that keeps it past
-    `wait`. The caller then writes unlocked, which risks losing the other writer's entry to a
-    race of milliseconds; not writing would lose this one's for sure.
-    """
-    fd = _lock_fd_if_possible(lock_path)
-    if fd is None:
-        yield False
-        return
-    try:
-        deadline = time.monotonic() + (WRITE_LOCK_WAIT if wait is None else wait)
-        held = False
-        try:
-            while not (held := _try_lock(fd, lock_path)) and time.monotonic() < deadline:
-                time.sleep(random.uniform(*WRITE_POLL))  # only ever in a thread (`wait` > 0)
-        except StoreUnavailable:  # flock itself failed (ENOLCK, ...): waiting cannot help
-            held = False
-        if not held:
-            _warn_unlocked_once(lock_path)
-        yield held
-    finally:
-        os.close(fd)  # releases the flock
-
-
-def _lock_fd_if_possible(lock_path: Path) -> int | None:
-    try:
-        import fcntl  # noqa: F401 - POSIX-only: without it no lock file is made at all
-    except ImportError:
-        return None
-    try:
-        return _open_lock(lock_path)
-    except StoreUnavailable:
-        _warn_unlocked_once(lock_path)
-        return None
-
-
-_warned_unlocked: set[Path] = set()  # lock paths of this process's config: a handful at most
-
-
-def _warn_unlocked_once(lock_path: Path) -> None:
-    if lock_path not in _warned_unlocked:
-        _warned_unlocked.add(lock_path)
-        log.warning("token file written without its lock", lock=str(lock_path))
-
-
-def _open_lock(path: Path) -> int:
-    """Open (creating) a lock file, never through a symlink.
-
-    Whoever can write to the directory could otherwise point `<path>.lock` anywhere: the proxy
-    would create that file (a dangling link) or take its lock. O_NOFOLLOW refuses the final link.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise StoreUnavailable(
-                f"token file lock {path} is a symbolic link; refusing to follow it"
-            ) from None
-        raise StoreUnavailable(f"token file lock {path} unavailable: {error.strerror}") from None
-
-
-def _try_lock(fd: int, path: Path) -> bool:
-    # Imported here: fcntl is POSIX-only, and the commands that never lock a token file
-    # (check, schema, login and token without it) must import on any OS.
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as error:
-        raise StoreUnavailable(f"token file lock {path} failed: {error.strerror}") from None
-    return True

@@ -94,7 +94,7 @@ def write_grants(path: Path, grants: Mapping[str, Grant], cipher: Cipher) -> Non
 
 def warn_if_shared_directory(directory: Path) -> None:
     """Warn when others may write to the token file's directory: they could replace the file, or
-    put a symlink where a lock file will be created (flock.py refuses to follow one)."""
+    put a symlink where a lock file will be created (lock_file.py refuses to follow one)."""
     try:
         mode = directory.stat().st_mode
     except OSError:
