@@ -1,5 +1,5 @@
 """One keep-alive HTTP/1.1 connection to an upstream, as an asyncio Protocol: the answer's head and
-body arrive here, framed by llhttp (`answer.AnswerParser`, one per exchange), and wait in a small
+body arrive here, framed by llhttp (`answer.AnswerParser`, one per connection), and wait in a small
 queue for the forwarder to take them.
 
 Back-pressure: when more than `HIGH_WATER` body bytes wait unread, reading from the socket pauses,
@@ -46,7 +46,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         # Per exchange:
         self._state = _IDLE
-        self._answer: AnswerParser | None = None
+        self._answer: AnswerParser | None = None  # the exchange's: `_reader`, or None when idle
+        self._reader: AnswerParser | None = None
         self.head: ResponseHead | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -132,7 +133,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def begin(self, method: str, read_timeout: float) -> None:
         self._state = _HEAD
-        self._answer = AnswerParser(method, self._chunks)
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = AnswerParser(method, self._chunks)
+        else:
+            reader.restart(method)
+        self._answer = reader
         self.head = None
         self._buffered = 0
         self.error = None

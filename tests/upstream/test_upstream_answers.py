@@ -268,6 +268,18 @@ def test_chunked_bodies_survive_any_split_and_bytes_after_them_are_not_trusted()
         assert (parser.complete, parser.reusable, body) == (True, False, b"hello world!")
 
 
+def test_sized_bodies_survive_any_split_and_bytes_after_them_are_not_trusted() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world!"
+    for step in (1, 2, 3, 7, 40, len(answer)):
+        parser, body = read(answer, step=step)
+        assert (parser.complete, parser.reusable, body) == (True, True, b"hello world!")
+        assert parser.body_bytes == 12
+        parser, body = read(answer + b"HTTP/1.1 200 OK\r\n", step=step)
+        assert (parser.complete, parser.reusable, body) == (True, False, b"hello world!")
+        parser, body = read(answer[:-1], step=step)
+        assert (parser.complete, body) == (False, b"hello world")
+
+
 def test_a_head_answer_never_has_a_body_and_bytes_after_it_are_not_trusted() -> None:
     parser, body = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "HEAD")
     assert (parser.complete, parser.reusable, body) == (True, False, b"")
