@@ -174,7 +174,7 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def verdicts(rounds: Rounds, far: FarRounds) -> list[str]:
-    """One line per target of issue 11, each judged on the median over rounds."""
+    """One line per performance target, each judged on the median over rounds."""
 
     def far_cpu_ratio(samples: dict[str, FarSample]) -> float | None:
         mine, theirs = samples.get("authproxy"), samples.get("naive")
@@ -225,6 +225,6 @@ def markdown(
         lines += ["", f"**{far_title}**", ""]
         lines += ["| " + " | ".join(FAR_COLUMNS) + " |", "|" + "---|" * len(FAR_COLUMNS)]
         lines += ["| " + " | ".join(far_row(far, target)) + " |" for target in names]
-        lines += ["", "**Targets (issue 11), medians over rounds:**", "", *verdicts(rounds, far)]
+        lines += ["", "**Targets, medians over rounds:**", "", *verdicts(rounds, far)]
     lines += ["", *notes, ""]
     return "\n".join(lines)

@@ -34,7 +34,7 @@ would; a second naive proxy leads there, and authproxy a second route (`/far`). 
 the loopback targets, 1 KB GETs over 10 connections for BENCH_DURATION seconds through each: the
 measure is CPU per request (neither proxy is saturated there: the requests wait, not the CPU).
 
-Output: markdown tables (loopback, far upstream) and a verdict line per target of issue 11,
+Output: markdown tables (loopback, far upstream) and a verdict line per performance target,
 printed and written to bench/results/<UTC time>.md and latest.md.
 Environment: BENCH_ROUNDS (default 3), BENCH_DURATION (seconds, default 10), BENCH_LOOP
 (authproxy's --loop: auto, asyncio or uvloop; default auto), BENCH_BUSY_POLL_US (authproxy's

@@ -22,7 +22,7 @@ from authproxy.errors import RequestBodyTimeout
 from authproxy.upstream.request import RequestBody, StreamedBody
 
 # A body up to this size is read before sending on routes with auth, so it can be sent again
-# after a 401 and a fresh login; larger ones stream and are never replayed (issue: 1 MiB).
+# after a 401 and a fresh login; larger ones stream and are never replayed (1 MiB).
 REPLAY_LIMIT = 1024 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 

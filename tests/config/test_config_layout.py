@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "authproxy"
 CONFIG_MODULES = sorted(PACKAGE.joinpath("config").glob("*.py"))
-# The layout issue's "no module over about 250 lines", with room for one more check in a module.
+# The layout rule "no module over about 250 lines", with room for one more check in a module.
 MAX_LINES = 260
 # What would make frozen data do I/O or parse: the standard library's and our dependencies'.
 IO_MODULES = {"os", "io", "pathlib", "socket", "asyncio", "aiohttp", "yaml", "urllib", "redis"}
