@@ -2,13 +2,10 @@
 
 llhttp is the HTTP/1.1 parser of Node.js, written as a state machine and fuzzed; it runs strict
 here and does the byte work: status line, header syntax, Content-Length and chunked framing,
-trailers. `AnswerParser` drives it for each exchange of one connection and adds what llhttp
-leaves to its caller:
-- a 1xx is an interim answer: at most MAX_INTERIM of them, and 101 (a switch nobody asked for)
-  is refused;
+trailers. What it reports is judged as it arrives (upstream/answer_events.py); `AnswerParser`
+feeds it, for each exchange of one connection, within limits llhttp leaves to its caller:
 - the heads of one answer (interim ones included) hold at most MAX_HEAD bytes together, and
   chunk framing (size lines, extensions, trailers) at most MAX_FRAMING bytes in a row;
-- each head passes the rules of upstream/head.py (status line, framing) or is refused;
 - bytes after the answer are never read as anything: the connection is not used again.
 
 An answer whose framing is doubtful is read once, and its connection is never used again: a
@@ -20,62 +17,34 @@ canonical form upstream/canonical.py gives it.
 from __future__ import annotations
 
 from collections import deque
-from typing import NoReturn
 
 from httptools import HttpParserError, HttpResponseParser
 
 from authproxy.errors import InvalidAnswer
+from authproxy.upstream.answer_events import MAX_INTERIM, AnswerEvents
 from authproxy.upstream.canonical import CarefulHeads
-from authproxy.upstream.head import ResponseHead, final_head, valid_status_line
+
+__all__ = ["MAX_FRAMING", "MAX_HEAD", "MAX_INTERIM", "AnswerParser"]
 
 # A head larger than this is not an answer we want to parse (aiohttp's server allows 8 KiB
 # per line; all heads of an answer together in 64 KiB is generous).
 MAX_HEAD = 64 * 1024
-# Interim (1xx) answers accepted before the final one: a few 100s and 103s are normal, thousands
-# are an upstream trying to keep the proxy busy.
-MAX_INTERIM = 16
 # Chunk framing bytes in a row that bring no body byte: size lines, extensions and trailers are
 # parsed and dropped, but a stream of them is an upstream trying to keep the proxy busy.
 MAX_FRAMING = 64 * 1024
 
 
-class _Stop(Exception):
-    """Raised in a callback to stop llhttp: what follows is not to be parsed."""
+class AnswerParser(AnswerEvents):
+    """One exchange's answer, fed as it arrives (see AnswerEvents for what it reports).
 
-
-class AnswerParser:
-    """One exchange's answer, fed as it arrives; body pieces go into `body` in order.
-
-    After each `feed`: `head` is set once the final head is in, `complete` once the whole answer
-    has arrived, and `body_bytes` counts the body so far. `reusable` says whether the connection
-    may carry another exchange. Raises InvalidAnswer for an answer that cannot be framed.
+    `reusable` says whether the connection may carry another exchange. `feed` raises
+    InvalidAnswer for an answer that cannot be framed.
     """
 
-    __slots__ = (
-        "_careful",
-        "_chunk_seen",
-        "_clean",
-        "_framing_run",
-        "_head_bytes",
-        "_held",
-        "_in_message",
-        "_interim",
-        "_method",
-        "_parser",
-        "_raw",
-        "_reason",
-        "_refused",
-        "body",
-        "body_bytes",
-        "complete",
-        "doubtful",
-        "head",
-        "trailing",
-    )
+    __slots__ = ("_careful", "_framing_run", "_head_bytes", "_held", "doubtful")
 
     def __init__(self, method: str, body: deque[bytes]) -> None:
-        self.body = body
-        self._parser = HttpResponseParser(self)
+        super().__init__(body)
         self._start(method)
 
     def restart(self, method: str) -> None:
@@ -87,29 +56,17 @@ class AnswerParser:
         pair made per exchange was garbage only the cycle collector could free, about one
         collection every hundred requests and most of the proxy's time in the collector.
         """
-        if not self._clean:
+        if not self._clean or self._careful is not None:
             self._parser = HttpResponseParser(self)
         self._start(method)
 
     def _start(self, method: str) -> None:
-        self._method = method
-        self.head: ResponseHead | None = None
-        self.complete = False
-        self.body_bytes = 0
+        super()._start(method)
         self.doubtful = False  # the framing of a head was doubtful
-        self.trailing = False  # bytes came after the answer
-        self._clean = False  # llhttp itself reached the end of the final answer
-        self._interim = 0
         self._head_bytes = 0  # bytes read before the final head was complete
         self._held: list[bytes] = []  # those bytes, for a careful second reading
         self._careful: CarefulHeads | None = None
-        self._refused = False
-        self._in_message = False
-        self._chunk_seen = False
         self._framing_run = 0  # bytes read in a row without a body byte (chunked bodies)
-        # The message being read:
-        self._reason = b""
-        self._raw: list[tuple[bytes, bytes]] = []
 
     @property
     def reusable(self) -> bool:
@@ -234,75 +191,3 @@ class AnswerParser:
             self.trailing = True  # bytes after the answer that llhttp could not read either
             return
         raise InvalidAnswer()  # the upstream's answer body is malformed
-
-    # ---- llhttp's callbacks --------------------------------------------------------------------
-
-    def _reset_message(self) -> None:
-        self._reason = b""
-        self._raw = []
-
-    def on_message_begin(self) -> None:
-        if self.head is not None:
-            self.trailing = True  # a second answer to one request
-            raise _Stop
-        self._in_message = True
-        self._reset_message()
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Kept raw, and decoded once the head is complete: the loop there is cheaper than work
-        # per call. Trailers arrive here too, and are dropped with the list they go to.
-        self._raw.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self._parser
-        status = parser.get_status_code()
-        version = parser.get_http_version()
-        if not valid_status_line(version, status, self._reason):
-            self._refuse()
-        if status < 200:
-            self._interim += 1
-            if status == 101 or self._interim > MAX_INTERIM:
-                self._refuse()
-            return
-        head = final_head(version, status, self._reason, self._raw, self._method)
-        self._raw = []  # trailers, if any, go here and are dropped
-        if head is None:
-            self._refuse()
-        self.head = head
-        if head.bodyless:
-            self.complete = True
-
-    def on_chunk_header(self) -> None:
-        if self.complete:
-            self.trailing = True  # a body after a bodyless answer
-            raise _Stop
-        head = self.head
-        if head is None or not head.chunked:
-            self._refuse()  # llhttp and our reading of Transfer-Encoding disagree
-        self._chunk_seen = True
-
-    def on_body(self, body: bytes) -> None:
-        if self.complete:
-            self.trailing = True  # a body after a bodyless answer
-            raise _Stop
-        head = self.head
-        if head is not None and head.chunked and not self._chunk_seen:
-            self._refuse()  # llhttp and our reading of Transfer-Encoding disagree
-        self.body.append(body)
-        self.body_bytes += len(body)
-
-    def on_message_complete(self) -> None:
-        self._in_message = False
-        if self.head is not None:
-            self.complete = True
-            # llhttp's own keep-alive verdict: after a close it refuses any further byte.
-            self._clean = (
-                self._careful is None and not self.trailing and self._parser.should_keep_alive()
-            )
-
-    def _refuse(self) -> NoReturn:
-        self._refused = True
-        raise _Stop
