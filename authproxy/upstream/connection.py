@@ -4,8 +4,8 @@ queue for the forwarder to take them.
 
 Back-pressure: when more than `HIGH_WATER` body bytes wait unread, reading from the socket pauses,
 and it resumes once the reader is down to `LOW_WATER`; a slow client therefore slows the upstream
-instead of filling memory. The read timeout counts only while bytes are expected and reading is
-not paused: it bounds each wait for the upstream, never a slow client.
+instead of filling memory. The read timeout (upstream/read_deadline.py) does not count while
+reading is paused: it bounds each wait for the upstream, never a slow client.
 
 Failures are `errors.UpstreamFailure` exceptions with fixed, secret-free messages: never the
 upstream's own bytes, which can carry anything.
@@ -28,6 +28,7 @@ from authproxy.errors import (
 )
 from authproxy.upstream.answer import AnswerParser
 from authproxy.upstream.head import ResponseHead
+from authproxy.upstream.read_deadline import ReadDeadline
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -59,10 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._read_timeout = 60.0
-        self._expecting = False
-        self._last_read = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = ReadDeadline(loop, self._timed_out)
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -75,7 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = self._loop.time()
+        self._deadline.read()
         self.received_any = True
         answer = self._answer
         if answer is None or self._state in (_IDLE, _DONE):
@@ -101,7 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
         elif self._buffered > HIGH_WATER and not self._reading_paused:
             assert self.transport is not None
-            self._reading_paused = True
+            self._reading_paused = self._deadline.paused = True
             self.transport.pause_reading()
         self._wake()
 
@@ -110,7 +108,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._deadline.cancel()
         answer = self._answer
         if self._state == _HEAD:
             midway = answer is not None and answer.midway
@@ -144,7 +142,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.error = None
         self.keep_alive = False
         self.received_any = False
-        self._read_timeout = read_timeout
+        self._deadline.timeout = read_timeout
 
     @property
     def buffered(self) -> int:
@@ -170,8 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def request_sent(self) -> None:
         """The whole request is out: from now on the read timeout runs."""
-        self._expecting = self._state in (_HEAD, _BODY)
-        self._arm()
+        self._deadline.expect(self._state in (_HEAD, _BODY))
 
     async def read_head(self) -> ResponseHead:
         while self.head is None:
@@ -203,9 +200,9 @@ class UpstreamConnection(asyncio.Protocol):
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
         if self._reading_paused and self._buffered <= LOW_WATER and self.transport is not None:
-            self._reading_paused = False
+            self._reading_paused = self._deadline.paused = False
             self.transport.resume_reading()
-            self._arm()
+            self._deadline.restart()
         return chunk
 
     @property
@@ -229,13 +226,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._deadline.cancel()
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._deadline.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -243,13 +240,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         self._state = _DONE
-        self._expecting = False
+        self._deadline.expect(False)
         self._wake()
 
     def _fail(self, error: UpstreamFailure) -> None:
         if self.error is None and self._state != _DONE:
             self.error = error
-        self._expecting = False
+        self._deadline.expect(False)
         self.abort()
         self._wake()
         self._wake_drain()
@@ -273,30 +270,6 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _arm(self) -> None:
-        now = self._last_read = self._loop.time()
-        if not self._expecting:
-            return
-        deadline = now + self._read_timeout
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return  # it fires in time, and re-arms itself for whatever is left
-            timer.cancel()  # armed for an earlier exchange with a longer timeout
-        self._timer = self._loop.call_at(deadline, self._check_timeout)
-
-    def _check_timeout(self) -> None:
-        # One timer per connection, re-armed for the time left instead of reset on every read.
-        self._timer = None
-        if not self._expecting or self._reading_paused or self.closed:
-            return
-        waited = self._loop.time() - self._last_read
-        if waited >= self._read_timeout:
+    def _timed_out(self) -> None:
+        if not self.closed:
             self._fail(TimedOut())
-        else:
-            self._timer = self._loop.call_later(self._read_timeout - waited, self._check_timeout)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
