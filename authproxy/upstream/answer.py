@@ -179,11 +179,11 @@ class AnswerParser(AnswerEvents):
         remaining = length - self.body_bytes
         if len(data) > remaining:
             self.trailing = True  # never parsed: more than the answer is not to be trusted
-            data = data[:remaining]
+            data = data[: max(remaining, 0)]
         if data:
             self.body.append(data)
             self.body_bytes += len(data)
-        if self.body_bytes == length:
+        if self.body_bytes >= length:
             self.complete = True
 
     def _after_error(self) -> None:

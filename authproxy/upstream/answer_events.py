@@ -3,8 +3,8 @@
 `AnswerEvents` is the object llhttp calls back while it parses (through httptools): the status
 line and headers of each message, chunk headers, body pieces, the end of a message. It keeps what
 one exchange has read so far and applies the rules that need llhttp's view of the message:
-- a 1xx is an interim answer: at most MAX_INTERIM of them, and 101 (a switch nobody asked for)
-  is refused;
+- a 1xx is an interim answer: at most MAX_INTERIM of them, without a body, and 101 (a switch
+  nobody asked for) is refused;
 - each final head passes the rules of upstream/head.py (status line, framing) or is refused;
 - llhttp and our reading of Transfer-Encoding must agree on chunked framing;
 - a second answer, or a body after a bodyless answer, is never read: the connection is not used
@@ -127,7 +127,11 @@ class AnswerEvents:
             self.trailing = True  # a body after a bodyless answer
             raise Stop
         head = self.head
-        if head is not None and head.chunked and not self._chunk_seen:
+        if head is None:
+            # llhttp reads a Content-Length body on a 1xx other than 100, 102 and 103; an
+            # interim answer has none (RFC 9112 §6.3), and its bytes are not the answer's body.
+            self._refuse()
+        if head.chunked and not self._chunk_seen:
             self._refuse()  # llhttp and our reading of Transfer-Encoding disagree
         self.body.append(body)
         self.body_bytes += len(body)

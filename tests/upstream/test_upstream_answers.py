@@ -280,6 +280,18 @@ def test_sized_bodies_survive_any_split_and_bytes_after_them_are_not_trusted() -
         assert (parser.complete, body) == (False, b"hello world")
 
 
+@pytest.mark.parametrize("step", [1, 5, 40, 0])
+def test_an_interim_answer_with_a_body_is_refused(step: int) -> None:
+    # llhttp reads this 150's Content-Length body; counted as the final answer's, it made the
+    # answer wrong, or (the final body arriving in later reads) never complete.
+    answer = (
+        b"HTTP/1.1 150 Interim\r\nContent-Length: 3\r\n\r\nabc"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    with pytest.raises(InvalidAnswer):
+        read(answer, step=step)
+
+
 def test_a_head_answer_never_has_a_body_and_bytes_after_it_are_not_trusted() -> None:
     parser, body = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "HEAD")
     assert (parser.complete, parser.reusable, body) == (True, False, b"")
