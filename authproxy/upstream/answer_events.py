@@ -27,6 +27,10 @@ from authproxy.upstream.head import ResponseHead, final_head, valid_status_line
 MAX_INTERIM = 16
 
 
+# What the parser of a closed connection reports to: nothing, and it refers to nobody.
+_DETACHED = object()
+
+
 class Stop(Exception):
     """Raised in a callback to stop llhttp: what follows is not to be parsed."""
 
@@ -58,6 +62,12 @@ class AnswerEvents:
     def __init__(self, body: deque[bytes]) -> None:
         self.body = body
         self._parser = HttpResponseParser(self)
+
+    def close(self) -> None:
+        """Let go of llhttp. Its parser and this object refer to each other: kept, the pair and
+        the connection holding it would wait for the cycle collector instead of being freed when
+        the connection closes (on every request, with an upstream that closes after each)."""
+        self._parser = HttpResponseParser(_DETACHED)
 
     def _start(self, method: str) -> None:
         """Ready for the answer to a `method` request."""

@@ -119,6 +119,10 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self._fail(BodyCutShort())
         self._wake_drain()
+        # Nothing refers back to a closed connection: it goes as soon as its last user does.
+        self._deadline.close()
+        if self._reader is not None:
+            self._reader.close()
 
     def pause_writing(self) -> None:
         self._writing_paused = True

@@ -14,6 +14,10 @@ import asyncio
 from collections.abc import Callable
 
 
+def _nothing() -> None:
+    pass
+
+
 class ReadDeadline:
     """Calls `expired` once the upstream has sent nothing for `timeout` seconds of waiting."""
 
@@ -55,6 +59,13 @@ class ReadDeadline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def close(self) -> None:
+        """For good: the callback (a method of the connection, which holds this) is let go, so
+        a closed connection is freed at once rather than by the cycle collector."""
+        self.cancel()
+        self._expecting = False
+        self._expired = _nothing
 
     def _check(self) -> None:
         self._timer = None

@@ -254,28 +254,52 @@ async def test_one_connection_reads_answers_of_every_framing_in_turn() -> None:
     assert upstream.connections == 1
 
 
+GARBAGE_KINDS = ("UpstreamConnection", "AnswerParser", "HttpResponseParser", "ReadDeadline")
+
+
+async def cyclic_garbage_of(client: OriginClient, requests: int) -> list[str]:
+    """Names of our upstream objects that `requests` exchanges left for the cycle collector."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(requests):
+            await fetch(client)
+        await asyncio.sleep(0.05)  # closed transports report connection_lost on the next turns
+        gc.collect()
+        return [type(item).__name__ for item in gc.garbage if type(item).__name__ in GARBAGE_KINDS]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
 async def test_exchanges_on_a_kept_connection_leave_no_garbage_cycles() -> None:
     """Each exchange's parsing state is freed as it is replaced, not left to the cycle
     collector: a cycle per request made the collector run every hundred or so requests."""
-    kinds = ("AnswerParser", "HttpResponseParser", "ResponseHead")
 
     async def ok(_request: web.BaseRequest) -> web.Response:
         return web.Response(body=b"x" * 100)
 
     async with FakeUpstream(ok) as upstream, client_for(upstream.url) as client:
         await fetch(client)
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            for _ in range(20):
-                await fetch(client)
-            gc.collect()
-            left = [type(item).__name__ for item in gc.garbage]
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-    assert [kind for kind in left if kind in kinds] == []
+        left = await cyclic_garbage_of(client, 20)
+    assert left == []
     assert upstream.connections == 1
+
+
+async def test_connections_the_upstream_closes_leave_no_garbage_cycles() -> None:
+    """An upstream that closes after every answer costs a connection per request: each is freed
+    when it closes, with its parser and read timeout, not at the next cycle collection."""
+
+    async def answer_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async with RawUpstream(answer_and_close) as upstream, client_for(upstream.url) as client:
+        await fetch(client)
+        left = await cyclic_garbage_of(client, 10)
+    assert left == []
+    assert upstream.connections == 11
 
 
 async def test_connection_close_http_10_and_repeated_headers_are_honoured() -> None:
