@@ -56,8 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.error: UpstreamFailure | None = None
         self.keep_alive = False
         self.received_any = False
-        # Reading and writing flow control, and the read timeout:
-        self._reading_paused = False
+        # Writing flow control; reading is paused through the read timeout, which stops counting:
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._deadline = ReadDeadline(loop, self._timed_out)
@@ -97,9 +96,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = answer.reusable
         if answer.complete:
             self._finish()
-        elif self._buffered > HIGH_WATER and not self._reading_paused:
+        elif self._buffered > HIGH_WATER and not self._deadline.paused:
             assert self.transport is not None
-            self._reading_paused = self._deadline.paused = True
+            self._deadline.paused = True
             self.transport.pause_reading()
         self._wake()
 
@@ -155,7 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def reading_paused(self) -> bool:
-        return self._reading_paused
+        return self._deadline.paused
 
     @property
     def writing_paused(self) -> bool:
@@ -203,8 +202,8 @@ class UpstreamConnection(asyncio.Protocol):
             await self._wait()
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._reading_paused and self._buffered <= LOW_WATER and self.transport is not None:
-            self._reading_paused = self._deadline.paused = False
+        if self._deadline.paused and self._buffered <= LOW_WATER and self.transport is not None:
+            self._deadline.paused = False
             self.transport.resume_reading()
             self._deadline.restart()
         return chunk
